@@ -1,0 +1,81 @@
+"""Helpers shared by the label readers and writers: atomic writes and value checks."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator, TextIO
+
+import numpy as np
+
+from workbench.arkit import NUM_BLENDSHAPES
+from workbench.errors import DataError
+
+log = logging.getLogger(__name__)
+
+# Values this far outside [0, 1] are clipped with a warning; anything further out means the
+# file uses another scale (0-100 percent, for one) and is rejected.
+CLIP_TOLERANCE = 0.05
+
+
+@contextlib.contextmanager
+def atomic_text_writer(path: str | Path) -> Iterator[TextIO]:
+    """Open a temporary file next to ``path`` and move it onto ``path`` only on success.
+
+    A reader never sees a half-written label file, even when the writer crashes.
+    """
+    path = Path(path)
+    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
+            yield handle
+        os.replace(temp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp_name)
+        raise
+
+
+def check_values_to_write(path: str | Path, values: np.ndarray, fps: float) -> np.ndarray:
+    """Validate ``[frames, 52]`` weights for a writer; return them as float64 clipped to [0, 1]."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2 or values.shape[1] != NUM_BLENDSHAPES:
+        raise DataError(
+            f"{path}: cannot write blendshapes of shape {values.shape}; "
+            f"expected [frames, {NUM_BLENDSHAPES}] in canonical ARKit order"
+        )
+    if not np.isfinite(values).all():
+        bad_row = int(np.flatnonzero(~np.isfinite(values).all(axis=1))[0])
+        raise DataError(f"{path}: cannot write NaN or infinite blendshape values (row {bad_row})")
+    if not (np.isfinite(fps) and fps > 0):
+        raise DataError(f"{path}: frame rate must be a positive number, got {fps!r}")
+    return np.clip(values, 0.0, 1.0)
+
+
+def clip_unit_range(path: Path, values: np.ndarray, names: list[str] | None = None) -> np.ndarray:
+    """Clip small excursions outside [0, 1] with one warning; reject values on another scale.
+
+    ``names`` labels the columns of ``values`` in the error message.
+    """
+    low = values < -CLIP_TOLERANCE
+    high = values > 1.0 + CLIP_TOLERANCE
+    far = low | high
+    if far.any():
+        row, column = (int(i) for i in np.argwhere(far)[0])
+        where = f"column {names[column]!r}" if names else f"channel {column}"
+        raise DataError(
+            f"{path}: blendshape value {values[row, column]:g} at row {row}, {where} is far "
+            f"outside [0, 1] (range found {values.min():g} to {values.max():g}); weights must "
+            "be fractions in [0, 1], so rescale the file (a 0-100 scale needs dividing by 100)"
+        )
+    outside = int(((values < 0.0) | (values > 1.0)).sum())
+    if outside:
+        log.warning(
+            "%s: clipped %d blendshape values slightly outside [0, 1] (range %g to %g)",
+            path, outside, values.min(), values.max(),
+        )
+        values = np.clip(values, 0.0, 1.0)
+    return values
