@@ -1,8 +1,8 @@
 """Blendshape targets read from label files, in canonical ARKit order, and their resampling.
 
-A ``TargetTrack`` is what every label reader returns. Frame ``i`` of a track is the face at
-time ``i / fps`` seconds (frame starts, not centres); ``resample_track`` uses the same
-convention for the output frames, so a track and features at one rate line up frame by frame.
+Every label reader returns a ``TargetTrack``. Frame ``i`` of a track is the face at time
+``i / fps`` seconds, the start of the frame and not its centre. ``resample_track`` samples its
+output frames at their starts too, so a track and features at one rate line up frame by frame.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class TargetTrack:
     """Per-frame blendshape weights of one clip.
 
     ``values`` is float32 ``[frames, 52]`` in ``ARKIT_NAMES`` order. ``mask`` is bool ``[52]``:
-    False marks a channel the source file does not have. Such a channel holds 0 in ``values``
+    False marks a channel the source file does not have. Such a channel contains 0 in ``values``
     but is unknown, not a zero target, so loss and metrics must skip it.
     """
 

@@ -10,14 +10,15 @@ from pathlib import Path
 from typing import Iterator, TextIO
 
 import numpy as np
+import pandas as pd
 
 from workbench.arkit import NUM_BLENDSHAPES
 from workbench.errors import DataError
 
 log = logging.getLogger(__name__)
 
-# Values this far outside [0, 1] are clipped with a warning; anything further out means the
-# file uses another scale (0-100 percent, for one) and is rejected.
+# Values up to this far outside [0, 1] are clipped with a warning. Values further out mean the
+# file uses another scale (0-100 percent, for one), so the file is rejected.
 CLIP_TOLERANCE = 0.05
 
 
@@ -79,3 +80,34 @@ def clip_unit_range(path: Path, values: np.ndarray, names: list[str] | None = No
         )
         values = np.clip(values, 0.0, 1.0)
     return values
+
+
+def read_csv_frame(path: Path, kind: str) -> pd.DataFrame:
+    """Read a label CSV as strings with stripped column names; ``kind`` names the format."""
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""],
+                            skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty; expected {kind}") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise DataError(f"{path}: cannot parse as CSV ({error}); expected {kind}") from None
+    frame.columns = [str(name).strip() for name in frame.columns]
+    if frame.empty:
+        raise DataError(f"{path}: the CSV has a header but no data rows")
+    return frame
+
+
+def numeric_cells(path: Path, frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """Convert ``frame[columns]`` to float64, rejecting empty and non-numeric cells by position."""
+    raw = frame[columns]
+    numeric = raw.apply(pd.to_numeric, errors="coerce")
+    bad = numeric.isna().to_numpy()
+    if bad.any():
+        row, column = (int(i) for i in np.argwhere(bad)[0])
+        cell = raw.iat[row, column]
+        problem = "an empty (NaN) cell" if pd.isna(cell) else f"the non-numeric cell {cell!r}"
+        raise DataError(
+            f"{path}: {problem} in column {columns[column]!r} at data row {row} "
+            f"(line {row + 2} of the file); every blendshape cell must hold a number"
+        )
+    return numeric.to_numpy(dtype=np.float64)

@@ -22,7 +22,9 @@ import pandas as pd
 
 from workbench.arkit import ARKIT_INDEX, ARKIT_NAMES, NUM_BLENDSHAPES, arkit_to_pascal
 from workbench.errors import DataError
-from workbench.formats.common import atomic_text_writer, check_values_to_write, clip_unit_range
+from workbench.formats.common import (
+    atomic_text_writer, check_values_to_write, clip_unit_range, numeric_cells, read_csv_frame,
+)
 from workbench.targets import TargetTrack
 
 log = logging.getLogger(__name__)
@@ -53,7 +55,6 @@ COMMON_RATES = (24.0, 25.0, 30.0, 50.0, 60.0)
 # (59.94 and 29.97 fps captures become 60 and 30).
 SNAP_TOLERANCE = 0.01
 
-_COUNT_COLUMNS = ("blendshapecount",)
 _TIMECODE = re.compile(r"^\s*(\d+):(\d{1,2}):(\d{1,2})[:;](\d+)(?:\.(\d+))?\s*$")
 
 
@@ -62,7 +63,7 @@ def is_livelink_csv(path: Path) -> bool:
     with open(path, encoding="utf-8-sig", errors="replace") as handle:
         header = handle.readline()
     columns = {name.strip().lower() for name in header.split(",")}
-    return "timecode" in columns or bool(columns.intersection(_COUNT_COLUMNS))
+    return "timecode" in columns or "blendshapecount" in columns
 
 
 def read_livelink_csv(path: str | Path, fps: float | None = None) -> TargetTrack:
@@ -71,21 +72,10 @@ def read_livelink_csv(path: str | Path, fps: float | None = None) -> TargetTrack
     The frame rate is ``fps`` if given, else measured from the timecodes, else 60.
     """
     path = Path(path)
-    frame = _read_frame(path)
+    frame = read_csv_frame(path, "a Live Link Face CSV")
     columns = _find_blendshape_columns(path, frame)
 
-    raw = frame[columns]
-    numeric = raw.apply(pd.to_numeric, errors="coerce")
-    bad = numeric.isna().to_numpy()
-    if bad.any():
-        row, column = (int(i) for i in np.argwhere(bad)[0])
-        cell = raw.iat[row, column]
-        what = "an empty (NaN) cell" if pd.isna(cell) else f"the non-numeric cell {cell!r}"
-        raise DataError(
-            f"{path}: {what} in column {columns[column]!r} at data row {row} "
-            f"(line {row + 2} of the file); every blendshape cell must hold a number"
-        )
-    livelink_values = numeric.to_numpy(dtype=np.float64)
+    livelink_values = numeric_cells(path, frame, columns)
     livelink_values = clip_unit_range(path, livelink_values, names=columns)
 
     values = np.zeros((len(frame), NUM_BLENDSHAPES), dtype=np.float32)
@@ -93,20 +83,6 @@ def read_livelink_csv(path: str | Path, fps: float | None = None) -> TargetTrack
     if fps is None:
         fps = measure_frame_rate(path, frame)
     return TargetTrack(values=values, mask=np.ones(NUM_BLENDSHAPES, bool), fps=float(fps), path=path)
-
-
-def _read_frame(path: Path) -> pd.DataFrame:
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""],
-                            skipinitialspace=True)
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: the file is empty; expected a Live Link Face CSV") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as error:
-        raise DataError(f"{path}: cannot parse as CSV ({error})") from None
-    frame.columns = [str(name).strip() for name in frame.columns]
-    if frame.empty:
-        raise DataError(f"{path}: the CSV has a header but no data rows")
-    return frame
 
 
 def _find_blendshape_columns(path: Path, frame: pd.DataFrame) -> list[str]:
