@@ -1,0 +1,111 @@
+"""Figures and sample files for TensorBoard and the notebook viewers.
+
+Figures are built as bare `matplotlib.figure.Figure` objects, never through pyplot, so no
+global figure registry holds on to them: memory stays flat over hundreds of epochs even if
+a caller forgets to close one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+
+from workbench.arkit import ARKIT_INDEX, ARKIT_NAMES, MAIN_MOUTH_SHAPES
+
+SAMPLE_FILE = "epoch_{epoch:04d}.npz"
+
+
+def most_active_frame(targets: np.ndarray, mask: np.ndarray) -> int:
+    """The frame with the largest summed target over present channels (a wide-open mouth)."""
+    return int(np.argmax(targets[:, mask].sum(axis=1))) if mask.any() else 0
+
+
+def blendshape_bars(pred: np.ndarray, target: np.ndarray, mask: np.ndarray, title: str = "") -> Figure:
+    """Bars of the 52 predicted vs target values of one frame; masked targets are not drawn."""
+    fig = Figure(figsize=(14, 4.5), dpi=80)
+    ax = fig.add_subplot()
+    x = np.arange(len(ARKIT_NAMES))
+    ax.bar(x - 0.2, pred, width=0.4, label="Predicted", color="tab:blue")
+    ax.bar(x[mask] + 0.2, target[mask], width=0.4, label="Target", color="tab:orange")
+    ax.set_xticks(x, ARKIT_NAMES, rotation=90, fontsize=7)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("weight")
+    ax.set_title(title)
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def mouth_time_series(pred: np.ndarray, target: np.ndarray, mask: np.ndarray, frame_rate: float,
+                      title: str = "") -> Figure:
+    """Predicted (solid) vs target (dashed) curves of the main mouth shapes over the sample."""
+    fig = Figure(figsize=(10, 6), dpi=80)
+    names = MAIN_MOUTH_SHAPES
+    axes = fig.subplots(len(names), 1, sharex=True)
+    t = np.arange(pred.shape[0]) / frame_rate
+    for ax, name in zip(axes, names):
+        i = ARKIT_INDEX[name]
+        ax.plot(t, pred[:, i], label="Predicted", color="tab:blue")
+        if mask[i]:
+            ax.plot(t, target[:, i], "--", label="Target", color="tab:orange")
+        ax.set_ylim(0, 1)
+        ax.set_ylabel(name, rotation=0, ha="right", fontsize=8)
+    axes[0].legend(loc="upper right", fontsize=8)
+    axes[0].set_title(title)
+    axes[-1].set_xlabel("time (s)")
+    fig.tight_layout()
+    return fig
+
+
+def mel_image(mel: np.ndarray) -> np.ndarray:
+    """Log-mel [frames, n_mels] -> RGB uint8 image [n_mels, frames, 3], low bins at the bottom."""
+    lo, hi = np.percentile(mel, [1, 99.5])
+    scaled = np.clip((mel.T[::-1] - lo) / max(hi - lo, 1e-6), 0, 1)
+    rgb = colormaps["magma"](scaled)[..., :3]
+    return (rgb * 255).astype(np.uint8)
+
+
+def save_sample_predictions(folder: Path, epoch: int, samples: list[dict[str, Any]],
+                            predictions: list[np.ndarray]) -> Path:
+    """Store the fixed samples' predictions and targets for offline viewers (atomic write).
+
+    `samples/info.json` describes the samples once; `samples/epoch_NNNN.npz` holds arrays
+    `pred_<i>` [T, 52] for that epoch. Targets, masks and audio do not change between epochs
+    and live in `samples/reference.npz`.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    reference = folder / "reference.npz"
+    if not reference.is_file():
+        arrays = {}
+        for i, s in enumerate(samples):
+            arrays[f"target_{i}"] = s["targets"]
+            arrays[f"mask_{i}"] = s["channel_mask"]
+            arrays[f"audio_{i}"] = s["audio"].astype(np.float32)
+            arrays[f"mel_{i}"] = s["mel"].astype(np.float16)
+        _atomic_savez(reference, arrays)
+        info = {
+            "samples": [{"name": s["name"], "clip": s["clip"], "start_frame": s["start_frame"],
+                         "num_frames": int(s["targets"].shape[0])} for s in samples],
+            "frame_rate": samples[0]["frame_rate"],
+            "sample_rate": samples[0]["sample_rate"],
+            "blendshapes": list(ARKIT_NAMES),
+        }
+        (folder / "info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+
+    path = folder / SAMPLE_FILE.format(epoch=epoch)
+    _atomic_savez(path, {f"pred_{i}": p.astype(np.float32) for i, p in enumerate(predictions)})
+    return path
+
+
+def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        np.savez_compressed(f, **arrays)
+    os.replace(tmp, path)

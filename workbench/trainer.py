@@ -1,0 +1,448 @@
+"""Trainer: config -> data -> model -> optimizer -> run folder -> epochs of train/validate.
+
+The story of one run, in order:
+    setup_data()        find, load and align clips; split by clip; fail before any run folder
+    setup_model()       build the model, normalise inputs, start outputs at the target means
+    setup_optimizer()   optimizer and per-epoch LR schedule from config
+    setup_run()         run folder, config.yaml, logs (or reopen them when resuming)
+    fit()               for each epoch: train_epoch(), validate() when due, checkpoints, media
+
+Host syncs: a training step reads nothing off the device. Loss, grad norm and the NaN flag
+stay on the device and are read together, once, every `logging.log_freq` steps and at the
+end of each epoch. The one exception is `nan_policy=skip`, which must decide per step.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from workbench import run_folder
+from workbench.audio import read_audio
+from workbench.checkpoint import load_checkpoint, save_checkpoint
+from workbench.config import load_config, to_flat_dict, to_yaml
+from workbench.dataset import (WindowDataset, build_cache, clip_tensors, feature_stats, load_clips,
+                               split_clips)
+from workbench.errors import ConfigError, WorkbenchError
+from workbench.logging_mixin import LoggingMixin, install_console_handler
+from workbench.metrics import BlendshapeMetrics
+from workbench.model import BlendshapeModel, blendshape_loss
+
+log = logging.getLogger("workbench.trainer")
+
+SAMPLE_SECONDS = 4.0  # length of each fixed validation sample shown in figures and viewers
+NUM_SAMPLES = 3
+
+
+class NonFiniteLossError(WorkbenchError):
+    """Training produced a NaN or Inf loss or gradient under `nan_policy=stop`."""
+
+
+class Trainer(LoggingMixin):
+    """Train a BlendshapeModel on a clip folder and log the run per the logging contract.
+
+    Not supported: multiple devices or distributed training, gradient accumulation, and
+    changing the model shape on resume (the checkpoint's shape wins and must match config).
+    """
+
+    def __init__(self, cfg, resume: str | Path | None = None):
+        self.cfg = cfg
+        self.resume_dir = Path(resume) if resume else None
+        install_console_handler(debug=bool(cfg.debug))
+        self.device = _pick_device(cfg.training.device)
+        self.start_epoch = 0
+        self.global_step = 0
+        self.best_value: float | None = None
+        self.nan_skips = 0
+        self.run_dir: Path | None = None
+
+    @classmethod
+    def from_files(cls, config_path=None, overrides=(), resume=None) -> "Trainer":
+        if resume and config_path is None:
+            config_path = Path(resume) / "config.yaml"
+        return cls(load_config(config_path, overrides), resume=resume)
+
+    # -- setup ----------------------------------------------------------------------------
+
+    def setup_data(self) -> None:
+        cfg = self.cfg
+        _seed_everything(cfg.training.seed)
+        self.cache = build_cache(cfg)
+        self.frame_rate = self.cache.settings.frame_rate
+        clips = load_clips(cfg.data.root, self.cache, max_mismatch_s=cfg.data.max_length_mismatch_seconds,
+                           on_bad_clip=cfg.data.on_bad_clip, max_clips=cfg.data.max_clips)
+        self.train_clips, self.val_clips = split_clips(clips, cfg.data.val_clips, cfg.training.seed)
+
+        window = max(1, round(cfg.data.window_seconds * self.frame_rate))
+        hop = max(1, round(cfg.data.window_hop_seconds * self.frame_rate))
+        self.train_set = WindowDataset(self.train_clips, window, hop)
+        generator = torch.Generator().manual_seed(cfg.training.seed)
+        self.train_loader = DataLoader(self.train_set, batch_size=cfg.training.batch_size, shuffle=True,
+                                       drop_last=False, generator=generator)
+        log.info("data: %d train clips (%d windows of %d frames), %d val clips (%s); feature cache %d hits, %d misses",
+                 len(self.train_clips), len(self.train_set), window, len(self.val_clips),
+                 ", ".join(c.name for c in self.val_clips) or "none", self.cache.hits, self.cache.misses)
+        self.samples = self._pick_samples()
+
+    def setup_model(self) -> None:
+        self.model = BlendshapeModel.from_config(self.cfg)
+        mean, std = feature_stats(self.train_clips)
+        stacked = np.concatenate([c.targets for c in self.train_clips])
+        self.model.init_from_data(mean, std, stacked.mean(axis=0))
+        self.model.to(self.device)
+        params = sum(p.numel() for p in self.model.parameters())
+        log.info("model: %s, %d parameters, device %s", self.cfg.model.kind, params, self.device)
+
+    def setup_optimizer(self) -> None:
+        t = self.cfg.training
+        params = self.model.parameters()
+        if t.optimizer == "adamw":
+            self.optimizer = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+        elif t.optimizer == "adam":
+            self.optimizer = torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
+        else:
+            self.optimizer = torch.optim.SGD(params, lr=t.lr, momentum=0.9, weight_decay=t.weight_decay)
+
+        # The schedule steps once per epoch, so the LR curve does not depend on dataset size.
+        if t.scheduler == "cosine":
+            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=t.max_epochs,
+                                                                        eta_min=t.lr * 0.05)
+        elif t.scheduler == "step":
+            self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=t.step_size, gamma=t.gamma)
+        else:
+            self.scheduler = None
+
+    def setup_run(self) -> None:
+        if self.resume_dir is not None:
+            self._restore(self.resume_dir / "checkpoints" / "last.pt")
+            self.run_dir = self.resume_dir
+            # Steps after the checkpoint were logged by the interrupted process; purge them.
+            self.setup_logging(self.run_dir, purge_step=self.global_step + 1)
+            self.metrics_csv.truncate_after(self.start_epoch - 1)
+            log.info("Resumed from epoch %d (global step %d) in %s", self.start_epoch, self.global_step, self.run_dir)
+        else:
+            self.run_dir = run_folder.create_run_folder(self.cfg.run.root, self.cfg.run.name)
+            run_folder.atomic_write_text(self.run_dir / "config.yaml", to_yaml(self.cfg))
+            self.setup_logging(self.run_dir)
+        run_folder.write_status(self.run_dir, "running", epoch=self.start_epoch)
+        log.info("Run folder: %s", self.run_dir)
+        log.info("TensorBoard: tensorboard --logdir %s --host 127.0.0.1", self.run_dir / "logs")
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def fit(self) -> Path:
+        """Run every setup step and train; returns the run folder."""
+        self.setup_data()  # raises on bad data before any run folder exists
+        self.setup_model()
+        self.setup_optimizer()
+        self.setup_run()
+        t = self.cfg.training
+        started = time.perf_counter()
+        log.info("Starting training...")
+        try:
+            for epoch in range(self.start_epoch, t.max_epochs):
+                self.epoch = epoch
+                train_metrics = self.train_epoch(epoch)
+                val_metrics = None
+                if self.val_clips and (epoch % t.validation_freq == 0 or epoch == t.max_epochs - 1):
+                    val_metrics = self.validate()
+                self.log_epoch(epoch, t.max_epochs, train_metrics, val_metrics, self.val_metric_names)
+                self._log_media(epoch)
+                if self.scheduler is not None:
+                    self.scheduler.step()
+                self._save_checkpoints(epoch, val_metrics)
+                self.last_val_metrics = val_metrics or getattr(self, "last_val_metrics", None)
+                self.last_train_metrics = train_metrics
+        except KeyboardInterrupt:
+            self._on_interrupt()
+            raise
+        except NonFiniteLossError as exc:
+            self._fail(str(exc))
+            raise
+        except BaseException as exc:
+            self._fail(f"{type(exc).__name__}: {exc}")
+            raise
+
+        elapsed = time.perf_counter() - started
+        self._finish(elapsed)
+        return self.run_dir
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        cfg, t = self.cfg, self.cfg.training
+        self.model.train()
+        metrics = BlendshapeMetrics(device=self.device)
+        loss_sum = torch.zeros((), device=self.device)
+        # Device-side record of the first non-finite step: [global step, code]; code 1 = loss, 2 = grad.
+        bad = torch.tensor([-1, 0], device=self.device)
+        grad_norm = torch.zeros((), device=self.device)
+        steps = 0
+        self._epoch_start_step = self.global_step
+        self.start_progress(epoch, t.max_epochs, len(self.train_loader))
+        for batch_idx, batch in enumerate(self.train_loader):
+            mel = batch["mel"].to(self.device, non_blocking=True)
+            target = batch["targets"].to(self.device, non_blocking=True)
+            mask = batch["mask"].to(self.device, non_blocking=True)
+            if cfg.debug:
+                log.debug("epoch %d batch %d: mel %s targets %s mask %s", epoch, batch_idx,
+                          tuple(mel.shape), tuple(target.shape), tuple(mask.shape))
+
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=t.amp == "bf16"):
+                pred = self.model(mel)
+                loss = blendshape_loss(pred.float(), target, mask, t.velocity_weight)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.global_step += 1
+            max_norm = t.grad_clip if t.grad_clip > 0 else math.inf
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+
+            finite_loss, finite_grad = torch.isfinite(loss), torch.isfinite(grad_norm)
+            if t.nan_policy == "skip":
+                # Skipping must be decided now, so this policy costs one host sync per step.
+                if not bool(finite_loss & finite_grad):
+                    self._skip_step(epoch, batch_idx, bool(finite_loss))
+                    self.advance_progress()
+                    continue
+            else:
+                code = (~finite_loss).long() + 2 * (~finite_grad).long() * finite_loss.long()
+                bad = torch.where((bad[0] < 0) & (code > 0), torch.stack([torch.tensor(self.global_step,
+                                  device=self.device), code]), bad)
+            self.optimizer.step()
+
+            metrics.update(pred.detach().float(), target, mask, batch["silence"].to(self.device))
+            loss_sum += loss.detach()
+            steps += 1
+            self.advance_progress()
+            if self.global_step % cfg.logging.log_freq == 0:
+                self._log_step(loss, grad_norm, bad, epoch)
+
+        self.close_progress()
+        self._check_bad(bad, epoch)
+        result = {"loss": (loss_sum / max(steps, 1)).item()}
+        result.update({k: v for k, v in metrics.compute().items() if k in self.train_metric_names})
+        return result
+
+    def _log_step(self, loss: torch.Tensor, grad_norm: torch.Tensor, bad: torch.Tensor, epoch: int) -> None:
+        # Sync point: one device-to-host copy for loss, grad norm and the NaN record.
+        loss_v, norm_v, bad_step, bad_code = torch.stack(
+            [loss.detach().float(), grad_norm.float(), bad[0].float(), bad[1].float()]).tolist()
+        self._check_bad(torch.tensor([int(bad_step), int(bad_code)]), epoch)
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.log_step(self.global_step, loss_v, lr, norm_v if self.cfg.logging.log_grad_norm else None)
+
+    def _check_bad(self, bad: torch.Tensor, epoch: int) -> None:
+        step, code = (int(v) for v in bad.tolist())
+        if step < 0:
+            return
+        batch = step - self._epoch_start_step - 1  # global steps count from 1
+        what = "loss" if code == 1 else "gradient norm"
+        message = (f"non-finite {what} (NaN or Inf) at epoch {epoch + 1}, batch {batch}, global step {step}; "
+                   "lower training.lr, check the input data, or set training.nan_policy=skip")
+        if self._bar is not None:
+            self.close_progress()
+        raise NonFiniteLossError(message)
+
+    def _skip_step(self, epoch: int, batch_idx: int, loss_finite: bool) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        self.nan_skips += 1
+        what = "gradient" if loss_finite else "loss"
+        log.warning("skipped step %d (epoch %d, batch %d): non-finite %s; %d skipped so far",
+                    self.global_step, epoch + 1, batch_idx, what, self.nan_skips)
+        self.writer.add_scalar("train/nan_skips", self.nan_skips, self.global_step)
+        if self.nan_skips >= self.cfg.training.max_nan_skips:
+            raise NonFiniteLossError(
+                f"{self.nan_skips} steps skipped for non-finite values (last at epoch {epoch + 1}, batch {batch_idx}), "
+                f"reaching training.max_nan_skips={self.cfg.training.max_nan_skips}; lower training.lr or check the data"
+            )
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Full-clip validation: each val clip runs as one sequence, as at inference."""
+        t = self.cfg.training
+        self.model.eval()
+        metrics = BlendshapeMetrics(device=self.device)
+        loss_sum, frames = 0.0, 0
+        for clip in self.val_clips:
+            batch = clip_tensors(clip)
+            mel = batch["mel"][None].to(self.device)
+            target = batch["targets"][None].to(self.device)
+            mask = batch["mask"][None].to(self.device)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=t.amp == "bf16"):
+                pred = self.model(mel).float()
+            loss = blendshape_loss(pred, target, mask, t.velocity_weight)
+            metrics.update(pred, target, mask, batch["silence"][None].to(self.device))
+            loss_sum += loss.item() * clip.num_frames  # sync per val clip; validation is not the hot path
+            frames += clip.num_frames
+        self.model.train()
+        return {"loss": loss_sum / max(frames, 1), **metrics.compute()}
+
+    @property
+    def train_metric_names(self) -> tuple[str, ...]:
+        return ("mae", "mse", "mean_correlation")
+
+    @property
+    def val_metric_names(self) -> list[str]:
+        return ["loss", *BlendshapeMetrics().metric_names]
+
+    # -- media samples --------------------------------------------------------------------
+
+    def _pick_samples(self) -> list[dict[str, Any]]:
+        """Fixed validation windows (from val clips, else train clips) shown every epoch."""
+        clips = self.val_clips or self.train_clips
+        length = round(SAMPLE_SECONDS * self.frame_rate)
+        hop = self.cache.settings.hop_length
+        samples = []
+        for i in range(NUM_SAMPLES):
+            clip = clips[i % len(clips)]
+            # Spread the samples over the clip: 1/4, 1/2, 3/4 of the way in.
+            start = max(0, min(clip.num_frames - length, (i + 1) * clip.num_frames // (NUM_SAMPLES + 1) - length // 2))
+            n = min(length, clip.num_frames - start)
+            audio = read_audio(clip.audio_path, self.cache.settings.sample_rate)[start * hop:(start + n) * hop]
+            samples.append({
+                "name": f"{clip.name}@{start / self.frame_rate:.1f}s", "clip": clip.name, "start_frame": start,
+                "mel": clip.mel[start:start + n], "targets": clip.targets[start:start + n],
+                "channel_mask": clip.channel_mask, "audio": audio.numpy(),
+                "frame_rate": self.frame_rate, "sample_rate": self.cache.settings.sample_rate,
+            })
+        return samples
+
+    @torch.no_grad()
+    def _log_media(self, epoch: int) -> None:
+        lc = self.cfg.logging
+        due = [f > 0 and epoch % f == 0 for f in (lc.histogram_freq, lc.figure_freq, lc.audio_freq)]
+        if not any(due):
+            return
+        self.model.eval()
+        predictions = [self.model(torch.from_numpy(s["mel"])[None].to(self.device)).float()[0].cpu().numpy()
+                       for s in self.samples]
+        self.model.train()
+        self.log_epoch_media(epoch, self.model, self.samples, predictions)
+
+    # -- checkpoints and run state --------------------------------------------------------
+
+    def _state(self, epoch: int) -> dict[str, Any]:
+        return {
+            "epoch": epoch,
+            "global_step": self.global_step,
+            "model": self.model.state_dict(),
+            "model_hparams": dict(self.model.hparams),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "best_value": self.best_value,
+            "nan_skips": self.nan_skips,
+            "feature_settings": dict(self.cache.settings.__dict__),
+            "config_yaml": to_yaml(self.cfg),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "loader": self.train_loader.generator.get_state(),
+                "numpy": _numpy_state_to_plain(np.random.get_state()),
+                "python": _python_state_to_plain(random.getstate()),
+            },
+        }
+
+    def _save_checkpoints(self, epoch: int, val_metrics: dict[str, float] | None) -> None:
+        ckpt_dir = self.run_dir / "checkpoints"
+        t = self.cfg.training
+        improved = False
+        if val_metrics is not None:
+            value = val_metrics.get(t.best_metric)
+            if value is None:
+                raise ConfigError(f"training.best_metric={t.best_metric!r} is not a validation metric; "
+                                  f"choose one of {', '.join(val_metrics)}")
+            if math.isfinite(value) and (self.best_value is None
+                                         or (value > self.best_value if t.best_mode == "max" else value < self.best_value)):
+                self.best_value = value
+                self.best_epoch = epoch
+                improved = True
+        state = self._state(epoch)
+        save_checkpoint(ckpt_dir / "last.pt", state)
+        if improved or (not self.val_clips):
+            save_checkpoint(ckpt_dir / "best.pt", state)
+        run_folder.write_status(self.run_dir, "running", epoch=epoch, global_step=self.global_step)
+
+    def _restore(self, path: Path) -> None:
+        state = load_checkpoint(path)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.start_epoch = state["epoch"] + 1
+        self.global_step = state["global_step"]
+        self.best_value = state["best_value"]
+        self.nan_skips = state["nan_skips"]
+        torch.set_rng_state(state["rng"]["torch"])
+        self.train_loader.generator.set_state(state["rng"]["loader"])
+        np.random.set_state(_numpy_state_from_plain(state["rng"]["numpy"]))
+        random.setstate(_python_state_from_plain(state["rng"]["python"]))
+
+    def _finish(self, elapsed: float) -> None:
+        final = {f"val_{k}": v for k, v in (getattr(self, "last_val_metrics", None) or {}).items()}
+        final.update({f"train_{k}": v for k, v in self.last_train_metrics.items()} if hasattr(self, "last_train_metrics") else {})
+        if self.best_value is not None:
+            final[f"best_val_{self.cfg.training.best_metric}"] = self.best_value
+        self.log_hparams(to_flat_dict(self.cfg), final, self.cfg.training.max_epochs - 1)
+        run_folder.write_status(self.run_dir, "completed", epoch=self.cfg.training.max_epochs - 1,
+                                global_step=self.global_step, seconds=round(elapsed, 2), final_metrics=final)
+        log.info("Training finished in %.1f s; run folder: %s", elapsed, self.run_dir)
+        self.teardown_logging()
+
+    def _fail(self, reason: str) -> None:
+        if self.run_dir is None:
+            return
+        if hasattr(self, "model") and hasattr(self, "epoch"):
+            save_checkpoint(self.run_dir / "checkpoints" / "failed.pt", self._state(self.epoch))
+        log.error("Training failed: %s", reason)
+        run_folder.write_status(self.run_dir, "failed", error=reason, global_step=self.global_step)
+        self.teardown_logging()
+
+    def _on_interrupt(self) -> None:
+        if self.run_dir is None:
+            return
+        log.warning("Interrupted; resume with: workbench train --resume %s", self.run_dir)
+        run_folder.write_status(self.run_dir, "interrupted", global_step=self.global_step)
+        self.teardown_logging()
+
+
+def _pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("training.device=cuda but no CUDA device is available; use training.device=cpu or auto")
+    return torch.device(name)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+# numpy and Python RNG states hold arrays and tuples; checkpoints loaded with weights_only=True
+# accept only tensors and plain containers, so convert both ways.
+def _numpy_state_to_plain(state) -> dict[str, Any]:
+    return {"name": state[0], "keys": torch.from_numpy(state[1].astype(np.int64)), "pos": int(state[2]),
+            "has_gauss": int(state[3]), "gauss": float(state[4])}
+
+
+def _numpy_state_from_plain(plain) -> tuple:
+    return (plain["name"], plain["keys"].numpy().astype(np.uint32), plain["pos"], plain["has_gauss"], plain["gauss"])
+
+
+def _python_state_to_plain(state) -> list:
+    return [state[0], list(state[1]), state[2]]
+
+
+def _python_state_from_plain(plain) -> tuple:
+    return (plain[0], tuple(plain[1]), plain[2])
+
+
+def train(config_path=None, overrides=(), resume=None) -> Path:
+    """Train from a config file plus `key=value` overrides; returns the run folder."""
+    return Trainer.from_files(config_path, overrides, resume).fit()
