@@ -24,6 +24,14 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_notebook(args: argparse.Namespace) -> int:
+    from workbench.notebook_run import execute_training_notebook
+
+    run_dir = execute_training_notebook(args.config, args.overrides, run_name=args.name, log_output=True)
+    print(f"Run folder: {run_dir}")
+    return 0
+
+
 def _make_dataset(args: argparse.Namespace) -> int:
     from workbench.synth.generate import generate_dataset
 
@@ -82,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", default=None, metavar="RUN_FOLDER", help="continue a run from its checkpoints/last.pt")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. training.max_epochs=5")
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("run-notebook", help="train by executing notebooks/train.ipynb with papermill")
+    p.add_argument("-c", "--config", default=None, help="YAML config (default: configs/default.yaml)")
+    p.add_argument("--name", default="", help="run name, appended to the run folder")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    p.set_defaults(func=_run_notebook)
 
     p = sub.add_parser("make-dataset", help="synthesize the default speech dataset offline with eSpeak NG")
     p.add_argument("out", help="output folder (must not exist yet)")
