@@ -180,12 +180,13 @@ def _read_config(path: Path) -> dict[str, Any]:
     if not path.is_file():
         logger.warning("%s not found; assuming no learning-rate scheduler", path)
         return {}
+    import yaml  # PyYAML, which OmegaConf uses to parse
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     try:
         config = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    except (OmegaConfBaseException, ValueError) as error:
+    except (OmegaConfBaseException, yaml.YAMLError, ValueError) as error:
         raise DataError(f"{path} is not a readable OmegaConf YAML file: {error}") from error
     if not isinstance(config, dict):
         raise DataError(f"{path} must contain a mapping at the top level, got {type(config).__name__}")
@@ -258,12 +259,20 @@ def _find_spikes(
     """Report clusters of values above ``factor`` times the running median of earlier values."""
     finite = np.isfinite(values)
     positions, values = positions[finite], values[finite]
+    # medians[i] is the median of the up to SPIKE_WINDOW values before index i.
+    medians = np.full(len(values), np.nan)
+    for i in range(SPIKE_MIN_HISTORY, min(SPIKE_WINDOW, len(values))):
+        medians[i] = np.median(values[:i])
+    if len(values) > SPIKE_WINDOW:
+        windows = np.lib.stride_tricks.sliding_window_view(values[:-1], SPIKE_WINDOW)
+        medians[SPIKE_WINDOW:] = np.median(windows, axis=1)
+    history_lengths = np.minimum(np.arange(len(values)), SPIKE_WINDOW)
+
     spikes: list[tuple[int, float, float, int]] = []  # (index, value, median, history length)
-    for i in range(SPIKE_MIN_HISTORY, len(values)):
-        history = values[max(0, i - SPIKE_WINDOW):i]
-        median = float(np.median(history))
-        if median > 0 and values[i] > factor * median:
-            spikes.append((i, float(values[i]), median, len(history)))
+    with np.errstate(invalid="ignore"):
+        spike_indices = np.flatnonzero((medians > 0) & (values > factor * medians))
+    for i in spike_indices.tolist():
+        spikes.append((i, float(values[i]), float(medians[i]), int(history_lengths[i])))
 
     # Spikes closer than a window apart belong to one episode.
     clusters: list[list[tuple[int, float, float]]] = []
@@ -277,13 +286,14 @@ def _find_spikes(
     for cluster in clusters:
         worst = max(cluster, key=lambda spike: spike[1] / spike[2])
         first, last = int(positions[cluster[0][0]]), int(positions[cluster[-1][0]])
+        episode = f" ({len(cluster)} spikes in {axis}s {first}-{last})" if len(cluster) > 1 else ""
         findings.append(Finding(
             kind="gradient_explosion",
             first_epoch=first,
             last_epoch=last,
             evidence=f"{label} reached {worst[1]:.4g} at {axis} {int(positions[worst[0]])}, "
                      f"{worst[1] / worst[2]:.0f}x the median {worst[2]:.4g} of the previous "
-                     f"{worst[3]} values ({len(cluster)} spike(s) in {axis}s {first}-{last}).",
+                     f"{worst[3]} values{episode}.",
             advice=_ADVICE["gradient_explosion"],
             axis=axis,
         ))

@@ -254,7 +254,7 @@ def _write_clip(folder: Path, plan: ClipPlan, utterances: list[Utterance],
         "pitch_range": plan.settings.pitch_range,
         "seconds": round(duration, 4),
         "frames": int(values.shape[0]),
-        "text": " ".join(plan.candidates[: len(utterances)]) if False else None,
+        "text": " ".join(u.text for u in utterances),
     }
 
 
@@ -337,8 +337,18 @@ def _generate_clips(folder: Path, seed: int, languages: tuple[str, ...], sample_
                 if total >= target_total:
                     break
                 record = _write_clip(folder, plan, utterances, sample_rate)
-                record["text"] = " ".join(_spoken_texts(plan, utterances))
                 clips.append(record)
                 total += record["seconds"]
             index += BATCH_CLIPS
     return clips
+
+
+def _move_into_place(temp_dir: Path, out_dir: Path) -> None:
+    """Rename the finished dataset onto ``out_dir``, replacing an existing folder there."""
+    if not out_dir.exists():
+        os.replace(temp_dir, out_dir)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+    os.replace(out_dir, old / out_dir.name)
+    os.replace(temp_dir, out_dir)
+    shutil.rmtree(old, ignore_errors=True)
