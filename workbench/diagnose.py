@@ -442,7 +442,7 @@ def diagnose_series(
     """Return the problems found in a run's epoch table and step scalars.
 
     ``epoch_rows`` has an ``epoch`` column plus ``loss`` and ``val_loss`` (others are only
-    checked for NaN/Inf); see ``read_run`` for how missing cells are told apart from NaN.
+    checked for NaN/Inf); ``read_run`` documents how missing cells differ from NaN.
     ``step_scalars`` maps TensorBoard tags to ``[(step, value), ...]``. ``tolerance`` is
     relative, for example 0.01 = 1 % of the loss. Findings come grouped in the order of
     ``KINDS``.
@@ -481,7 +481,7 @@ def diagnose_run(run_dir: str | Path, patience: int = 5, tolerance: float = 0.01
 
 
 def format_findings(findings: Sequence[Finding]) -> str:
-    """Render findings as text, one block per finding, or say that none were found."""
+    """Render findings as text, one block per finding, or a "no problems found" line."""
     if not findings:
         return "Diagnosis: no problems found."
     lines = [f"Diagnosis: {len(findings)} finding(s)."]

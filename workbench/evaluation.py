@@ -220,7 +220,7 @@ def evaluate_clips(
     Each clip is ``(pred [T, 52], target [T, 52], mask [52] bool, silence [T] bool or None)``,
     optionally followed by a name. The result is
     ``{"num_clips", "num_frames", "pooled": {metric: value, ..., "lag_frames"}, "clips": [...]}``
-    where each clip entry holds ``name``, ``num_frames``, its own metrics and ``lag_frames``.
+    where each clip entry contains ``name``, ``num_frames``, its own metrics and ``lag_frames``.
     A clip whose target does not move gets a NaN lag and is left out of the median.
     """
     pooled = BlendshapeMetrics()
