@@ -1,7 +1,7 @@
 """Synthetic training data made offline: eSpeak NG speech with procedural ARKit targets.
 
 ``generate_dataset`` (from ``workbench.synth.generate``) writes the embedded default dataset.
-It is imported on first use so that child processes that only run eSpeak skip pandas/torch.
+It is imported on first use, so importing ``workbench.synth.espeak`` alone stays light.
 """
 
 __all__ = ["generate_dataset"]

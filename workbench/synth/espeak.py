@@ -2,9 +2,9 @@
 
 The shared library and its data folder come from the ``espeakng-loader`` wheel (version 0.2.4
 ships libespeak-ng 1.52). The binding follows the C header ``speak_lib.h`` of that release (API
-revision 12): synchronous mode, a synth callback that receives 16-bit samples and a list of
-``espeak_EVENT`` records, and phoneme events that carry eSpeak phoneme mnemonics and the
-absolute output sample where each phoneme starts.
+revision 12). It runs eSpeak in synchronous mode with a synth callback, which receives 16-bit
+samples and a list of ``espeak_EVENT`` records. Phoneme events carry the eSpeak phoneme
+mnemonic and the output sample where the phoneme starts.
 
 eSpeak keeps its state in globals (the current voice, parameters and callback), so one
 process has one engine: ``EspeakSynthesizer.shared()`` initializes it once and every call
@@ -83,8 +83,8 @@ _SynthCallback = ctypes.CFUNCTYPE(
 class Phoneme:
     """One phoneme of an utterance, timed in seconds on the output audio.
 
-    ``name`` is the eSpeak mnemonic without stress marks (``aI``, ``t_s\\``, ``_:`` for a
-    pause); ``stress`` is 2 for primary stress (``'``), 1 for secondary (``,``), else 0.
+    ``name`` is the eSpeak mnemonic without stress marks, such as ``aI``, ``t_s\\`` or ``_:``
+    (a pause). ``stress`` is 2 for primary stress (``'``), 1 for secondary (``,``), else 0.
     """
 
     name: str
@@ -110,7 +110,7 @@ class Utterance:
 
 @dataclass(frozen=True)
 class VoiceSettings:
-    """How eSpeak speaks: voice name, speaking rate (words/min), base pitch and pitch range.
+    """Voice parameters of eSpeak: voice name, speaking rate (words/min), pitch and pitch range.
 
     ``voice`` is an eSpeak voice name with an optional variant, such as ``en-us``,
     ``en-gb-x-rp+f2`` or ``ja+m3``. ``pitch`` and ``pitch_range`` are eSpeak's 0-100 scales

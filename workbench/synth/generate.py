@@ -134,20 +134,20 @@ def synthesize_clip_speech(plan: ClipPlan) -> list[Utterance]:
     engine = EspeakSynthesizer.shared()
     silence = plan.lead_silence + plan.trail_silence
     max_speech = CLIP_SECONDS[1] - silence
-    kept: list[Utterance] = []
+    accepted: list[Utterance] = []
     total = 0.0
     for text in plan.candidates:
         utterance = engine.synthesize(text, plan.settings, noise_seed=plan.seed)
-        gap = plan.gaps[len(kept) - 1] if kept else 0.0
+        gap = plan.gaps[len(accepted) - 1] if accepted else 0.0
         if total + gap + utterance.duration > max_speech:
             continue  # too long for what is left of this clip; try the next sentence
-        kept.append(utterance)
+        accepted.append(utterance)
         total += gap + utterance.duration
         if total + silence >= plan.target_seconds:
             break
-    if not kept:
+    if not accepted:
         raise RuntimeError(f"no sentence fits in {max_speech:.2f} s for clip {plan.name}")
-    return kept
+    return accepted
 
 
 def _silence(start: float, end: float) -> Phoneme:
@@ -201,8 +201,10 @@ def clip_targets(plan: ClipPlan, phonemes: list[Phoneme], duration: float) -> np
     return add_blinks(values, FPS, np.random.default_rng([plan.seed, 3]))
 
 
-def _check_arguments(out_dir: Path, minutes: float, languages: tuple[str, ...],
+def _check_arguments(out_dir: Path, seed: int, minutes: float, languages: tuple[str, ...],
                      sample_rate: int, overwrite: bool) -> None:
+    if not (isinstance(seed, int) and seed >= 0):
+        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
     if not (isinstance(minutes, (int, float)) and math.isfinite(minutes)
             and 0 < minutes <= MAX_MINUTES):
         raise ConfigError(
@@ -225,19 +227,21 @@ def _check_arguments(out_dir: Path, minutes: float, languages: tuple[str, ...],
 
 
 def _child_context() -> multiprocessing.context.BaseContext:
-    # forkserver forks children from a small clean server: fast, and safe in a process that
-    # already runs torch threads. Windows has only spawn.
+    # forkserver forks children from a small server process that has imported this module
+    # (without torch or pandas) but not started eSpeak: each child starts quickly, with a fresh
+    # eSpeak, and forking is safe even when this process runs torch threads. Windows has only
+    # spawn, which starts a new interpreter per child.
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["workbench.synth.espeak"])
+        context.set_forkserver_preload(["workbench.synth.generate"])
         return context
     return multiprocessing.get_context("spawn")
 
 
 def _write_clip(folder: Path, plan: ClipPlan, utterances: list[Utterance],
                 sample_rate: int) -> dict:
-    # Imported here because the Live Link writer pulls in pandas, which child processes
-    # that only synthesize do not need.
+    # Imported here so that child processes, which import this module but only synthesize,
+    # do not load pandas through the Live Link writer.
     from workbench.formats.livelink import write_livelink_csv
 
     audio, phonemes = assemble_clip(plan, utterances, sample_rate)
@@ -280,7 +284,7 @@ def generate_dataset(
     started = time.perf_counter()
     out_dir = Path(out_dir)
     languages = tuple(languages)
-    _check_arguments(out_dir, minutes, languages, sample_rate, overwrite)
+    _check_arguments(out_dir, seed, minutes, languages, sample_rate, overwrite)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     engine_version = EspeakSynthesizer.shared().version
     target_total = minutes * 60.0

@@ -2,7 +2,7 @@
 
 Each sentence takes about 1.5-4 seconds to speak at eSpeak's normal rate, so one to three of
 them fill a clip. Together they cover bilabials (p, b, m), labiodentals (f, v), rounded and
-spread vowels and the other mouth shapes the viseme table tells apart.
+spread vowels and the other mouth shapes that the viseme table distinguishes.
 
 Japanese sentences are in kana only: eSpeak NG 1.52 has no Japanese kanji readings and spells
 a kanji out as "Chinese letter" in English.

@@ -4,9 +4,9 @@ Each phoneme maps to one viseme (two or three for diphthongs, which split the ph
 interval), and each viseme is a fixed set of ARKit weights. Over time every viseme segment
 contributes a smooth bump, its dominance: a raised-cosine onset that starts ``ONSET_LEAD_S``
 before the segment and a mirrored release that ends ``ONSET_LEAD_S`` after it, so neighbours
-overlap. The face at time t is the dominance-weighted mean of the segments' weights (the
-dominance model of Cohen and Massaro, 1993). Pauses are segments whose weights are all 0, so
-the jaw closes in silence and at both ends of a clip.
+overlap. The face at time t is the dominance-weighted mean of the segments' weights, so a
+segment with a high dominance (bilabials) keeps its shape against its neighbours. Pauses are
+segments whose weights are all 0, so the jaw closes in silence and at both ends of a clip.
 
 The weights are hand-set to plausible values, not fitted to captured faces.
 """
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 # How far (seconds) a segment's onset starts before it and its release ends after it.
 ONSET_LEAD_S = 0.05
-# Longest part (seconds) of a segment spent ramping up or down on its own side of a boundary.
+# Maximum time (seconds) a segment ramps up or down inside its own interval.
 INNER_RAMP_S = 0.03
 # Dominance of "nothing said", so the weighted mean is defined everywhere and decays to 0.
 REST_DOMINANCE = 1e-3
@@ -46,7 +46,7 @@ def _both(name: str, value: float) -> dict[str, float]:
 
 VISEMES: dict[str, Viseme] = {
     "sil": Viseme({}, dominance=1.5),
-    # Lips closed: bilabials always reach closure, so they dominate their neighbours.
+    # Bilabials need closed lips whatever the neighbours do, so they get a high dominance.
     "PP": Viseme({"jawOpen": 0.08, "mouthClose": 0.08, **_both("mouthPress", 0.35),
                   "mouthRollLower": 0.15, "mouthRollUpper": 0.1}, dominance=3.0),
     "FF": Viseme({"jawOpen": 0.1, "mouthRollLower": 0.5, **_both("mouthUpperUp", 0.2),
@@ -76,8 +76,9 @@ VISEMES: dict[str, Viseme] = {
     "neutral": Viseme({"jawOpen": 0.25}, dominance=0.5),
 }
 
-# eSpeak NG 1.52 phoneme mnemonics (as in its phoneme tables, stress marks removed) seen with the
-# en, en-us, en-gb-x-rp and ja voices, mapped to viseme names.
+# eSpeak NG 1.52 phoneme mnemonics (stress marks removed) mapped to viseme names. The table covers
+# every mnemonic that sentences.py produces with the en, en-us, en-gb-x-rp and ja voices, plus a
+# few related ones of those voices.
 PHONEME_VISEMES: dict[str, tuple[str, ...]] = {
     # pauses
     "_": ("sil",), "_:": ("sil",), "_!": ("sil",), "_|": ("sil",), "_^_": ("sil",),
@@ -190,7 +191,7 @@ def segment_dominance(segments: list[VisemeSegment], times: np.ndarray) -> np.nd
 
     A segment's bump rises over [start - ONSET_LEAD_S, start + inner] and falls over
     [end - inner, end + ONSET_LEAD_S], with inner = min(INNER_RAMP_S, duration / 2), so a
-    short segment peaks at its centre and a long one holds a plateau.
+    short segment peaks at its centre and a long one stays at its maximum in between.
     """
     if not segments:
         return np.zeros((len(times), 0))
