@@ -7,6 +7,8 @@ records the settings and every clip's voice and text.
 Output is byte-identical for equal arguments: every random choice comes from a NumPy
 generator seeded with (seed, clip index), and each clip's speech is synthesized in a fresh
 child process, because eSpeak keeps pitch-flutter state across calls in one process.
+NOTE: byte equality is checked on one machine only. Another eSpeak NG version changes the
+speech, and torch's resampling convolution may round differently on another CPU type.
 """
 
 from __future__ import annotations
@@ -267,7 +269,7 @@ def generate_dataset(
     *,
     seed: int = 0,
     minutes: float = 3.0,
-    languages: tuple[str, ...] | list[str] = ("en", "ja"),
+    languages: tuple[str, ...] | list[str] | str = ("en", "ja"),
     sample_rate: int = 16000,
     overwrite: bool = False,
 ) -> dict:
@@ -283,7 +285,7 @@ def generate_dataset(
     """
     started = time.perf_counter()
     out_dir = Path(out_dir)
-    languages = tuple(languages)
+    languages = (languages,) if isinstance(languages, str) else tuple(languages)
     _check_arguments(out_dir, seed, minutes, languages, sample_rate, overwrite)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     engine_version = EspeakSynthesizer.shared().version
