@@ -1,0 +1,43 @@
+# make demo [DATA=<clip folder>]   train through notebooks/train.ipynb (papermill)
+# make test                        the test suite (about 10 minutes on 2 CPU cores)
+# Both create or reuse the virtual environment in $(VENV).
+
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DATA ?=
+DEFAULT_DATA := data/default
+EPOCHS ?=
+
+.PHONY: venv demo test test-browser lab clean-cache
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# With no DATA, the embedded default dataset is synthesized once (offline, eSpeak NG).
+demo: venv
+	@if [ -z "$(DATA)" ] && [ ! -d "$(DEFAULT_DATA)" ]; then \
+		$(PY) -m workbench make-dataset $(DEFAULT_DATA); fi
+	$(PY) -m workbench run-notebook --name demo data.root=$(if $(DATA),$(DATA),$(DEFAULT_DATA)) \
+		$(if $(EPOCHS),training.max_epochs=$(EPOCHS),)
+
+test: venv
+	$(PY) -m pytest -q
+
+test-browser: venv
+	$(PY) -m pip install -q -e '.[browser,lab]'
+	$(PY) -m pytest -q -m browser
+
+lab: venv
+	$(PY) -m pip install -q -e '.[lab]'
+	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --no-browser
+
+clean-cache:
+	rm -rf .cache/features
