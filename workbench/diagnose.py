@@ -40,6 +40,8 @@ KINDS = ("nan_inf", "gradient_explosion", "overfitting", "stagnation", "constant
 # and needs at least SPIKE_MIN_HISTORY of them, so the first few noisy steps are not judged.
 SPIKE_WINDOW = 20
 SPIKE_MIN_HISTORY = 5
+# The running median is floored at this fraction of the series' largest absolute value.
+SPIKE_FLOOR = 1e-6
 # Overfitting needs this many validations after the best one, all above the tolerance.
 OVERFIT_MIN_VALIDATIONS = 2
 
@@ -267,15 +269,18 @@ def _find_spikes(
         windows = np.lib.stride_tricks.sliding_window_view(values[:-1], SPIKE_WINDOW)
         medians[SPIKE_WINDOW:] = np.median(windows, axis=1)
     history_lengths = np.minimum(np.arange(len(values)), SPIKE_WINDOW)
+    # A series that collapsed to rounding noise (gradient norms of 1e-15 behind saturated
+    # sigmoids) has huge ratios between noise values. The floor keeps those from counting.
+    floor = SPIKE_FLOOR * np.abs(values).max() if len(values) else 0.0
 
     spikes: list[tuple[int, float, float, int]] = []  # (index, value, median, history length)
     with np.errstate(invalid="ignore"):
-        spike_indices = np.flatnonzero((medians > 0) & (values > factor * medians))
+        spike_indices = np.flatnonzero((medians > 0) & (values > factor * np.maximum(medians, floor)))
     for i in spike_indices.tolist():
         spikes.append((i, float(values[i]), float(medians[i]), int(history_lengths[i])))
 
     # Spikes closer than a window apart belong to one episode.
-    clusters: list[list[tuple[int, float, float]]] = []
+    clusters: list[list[tuple[int, float, float, int]]] = []
     for spike in spikes:
         if clusters and spike[0] - clusters[-1][-1][0] <= SPIKE_WINDOW:
             clusters[-1].append(spike)

@@ -253,8 +253,8 @@ def _mean_correlation(sums: torch.Tensor) -> tuple[float, float]:
     if not bool(moving.any()):
         return math.nan, float(constant)
 
-    # A prediction that does not move has no defined Pearson r; it counts as 0 (no
-    # agreement) so a collapsed model cannot raise the mean by having channels excluded.
+    # Pearson r is undefined for a prediction that does not move. It counts as 0 (no
+    # agreement), so a collapsed model cannot raise the mean by excluding channels.
     pred_moving = var_x / safe_n >= CONSTANT_VARIANCE
     denominator = torch.sqrt(var_x * var_y)
     r = torch.where(pred_moving, cov / torch.where(pred_moving, denominator, 1.0), 0.0)
