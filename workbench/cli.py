@@ -36,7 +36,7 @@ def _make_dataset(args: argparse.Namespace) -> int:
     from workbench.synth.generate import generate_dataset
 
     summary = generate_dataset(Path(args.out), seed=args.seed, minutes=args.minutes,
-                               languages=tuple(args.languages.split(",")))
+                               languages=tuple(args.languages.split(",")), overwrite=args.overwrite)
     print(f"Dataset: {args.out} ({summary['clips']} clips, {summary['total_seconds']:.1f} s of audio, "
           f"generated in {summary['generation_seconds']:.1f} s)")
     return 0
@@ -98,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_run_notebook)
 
     p = sub.add_parser("make-dataset", help="synthesize the default speech dataset offline with eSpeak NG")
-    p.add_argument("out", help="output folder (must not exist yet)")
+    p.add_argument("out", help="output folder (missing or empty, unless --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--minutes", type=float, default=3.0, help="total audio length in minutes")
     p.add_argument("--languages", default="en,ja", help="comma-separated: en, ja")
@@ -116,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="lip-sync metrics of a checkpoint on a labelled clip folder")
     p.add_argument("checkpoint")
     p.add_argument("data")
-    p.add_argument("-o", "--out", default=None, help="JSON results file (default: evaluation.json beside the checkpoint's run)")
+    p.add_argument("-o", "--out", default=None, help="JSON results file (default: <run folder>/evaluation/<data folder name>.json, "
+                   "or <checkpoint stem>.<data folder name>.json beside a checkpoint outside a run)")
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("diagnose", help="find overfitting, explosions, stagnation and NaN in a run folder")
