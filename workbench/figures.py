@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from workbench.arkit import ARKIT_INDEX, ARKIT_NAMES, MAIN_MOUTH_SHAPES
@@ -39,7 +38,9 @@ def blendshape_bars(pred: np.ndarray, target: np.ndarray, mask: np.ndarray, titl
     ax.set_ylabel("weight")
     ax.set_title(title)
     ax.legend(loc="upper right")
-    fig.tight_layout()
+    # Fixed margins (room for the rotated names) instead of tight_layout, which costs a
+    # second full text layout pass per figure.
+    fig.subplots_adjust(left=0.05, right=0.99, top=0.92, bottom=0.3)
     return fig
 
 
@@ -60,16 +61,28 @@ def mouth_time_series(pred: np.ndarray, target: np.ndarray, mask: np.ndarray, fr
     axes[0].legend(loc="upper right", fontsize=8)
     axes[0].set_title(title)
     axes[-1].set_xlabel("time (s)")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.16, right=0.98, top=0.94, bottom=0.09, hspace=0.15)
     return fig
 
 
-def mel_image(mel: np.ndarray) -> np.ndarray:
-    """Log-mel [frames, n_mels] -> RGB uint8 image [n_mels, frames, 3], low bins at the bottom."""
+def mel_figure(mel: np.ndarray, frame_rate: float, title: str = "") -> Figure:
+    """Log-mel [frames, n_mels] as a spectrogram: time to the right, low mel bins at the bottom.
+
+    The colour scale spans the 1st to 99.5th percentile of the values, so a few silent or
+    clipped frames do not wash out the speech, and a colour bar labels it.
+    """
+    fig = Figure(figsize=(10, 3.5), dpi=80)
+    ax = fig.add_subplot()
     lo, hi = np.percentile(mel, [1, 99.5])
-    scaled = np.clip((mel.T[::-1] - lo) / max(hi - lo, 1e-6), 0, 1)
-    rgb = colormaps["magma"](scaled)[..., :3]
-    return (rgb * 255).astype(np.uint8)
+    duration = mel.shape[0] / frame_rate
+    image = ax.imshow(mel.T, origin="lower", aspect="auto", cmap="magma", vmin=lo, vmax=max(hi, lo + 1e-6),
+                      extent=(0.0, duration, 0, mel.shape[1]), interpolation="nearest")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("mel bin")
+    ax.set_title(title)
+    fig.subplots_adjust(left=0.07, right=0.92, top=0.9, bottom=0.16)
+    fig.colorbar(image, ax=ax, label="log power (ln)", fraction=0.05, pad=0.02)
+    return fig
 
 
 def save_sample_predictions(folder: Path, epoch: int, samples: list[dict[str, Any]],

@@ -204,7 +204,8 @@ class LoggingMixin:
         if _due(epoch, cfg.audio_freq):
             audio = torch.as_tensor(first["audio"], dtype=torch.float32).clamp(-1, 1)
             self.writer.add_audio("input_audio", audio[None], epoch, sample_rate=self.cfg.features.sample_rate)
-            self.writer.add_image("mel_spectrogram", figures.mel_image(first["mel"]), epoch, dataformats="HWC")
+            fig = figures.mel_figure(first["mel"], self.frame_rate, title=f"{first['name']} log-mel")
+            self.writer.add_figure("mel_spectrogram", fig, epoch, close=True)
 
     # -- hyperparameters ------------------------------------------------------------------
 
@@ -214,7 +215,10 @@ class LoggingMixin:
         `SummaryWriter.add_hparams` would open a new timestamped sub-run; writing the three
         summaries through our file writer keeps hparams and metrics in one run.
         """
-        clean = {k: v for k, v in hparams.items() if isinstance(v, (int, float, str, bool))}
+        # torch's hparams() stores a bool as the number 0/1 (it tests int before bool), so bools
+        # go in as the strings "true"/"false", as they are spelled in config.yaml.
+        clean = {k: (str(v).lower() if isinstance(v, bool) else v) for k, v in hparams.items()
+                 if isinstance(v, (int, float, str, bool))}
         metrics = {f"hparam/{k}": float(v) for k, v in final_metrics.items()
                    if v is not None and math.isfinite(v)}
         experiment, session_start, session_end = hparams_summary(clean, metrics)

@@ -35,6 +35,7 @@ from workbench.errors import ConfigError, WorkbenchError
 from workbench.logging_mixin import LoggingMixin, install_console_handler
 from workbench.metrics import BlendshapeMetrics
 from workbench.model import BlendshapeModel, blendshape_loss
+from workbench.tensorboard import format_command, tensorboard_command
 
 log = logging.getLogger("workbench.trainer")
 
@@ -43,7 +44,20 @@ NUM_SAMPLES = 3
 
 
 class NonFiniteLossError(WorkbenchError):
-    """Training produced a NaN or Inf loss or gradient under `nan_policy=stop`."""
+    """A NaN or Inf loss or gradient (`nan_policy=stop`), or too many skipped steps (`skip`)."""
+
+
+class _NumberedWindows(torch.utils.data.Dataset):
+    """Training windows with their index as `window`, so a non-finite batch can be named."""
+
+    def __init__(self, windows: WindowDataset):
+        self.windows = windows
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {**self.windows[i], "window": i}
 
 
 class Trainer(LoggingMixin):
@@ -85,7 +99,7 @@ class Trainer(LoggingMixin):
         hop = max(1, round(cfg.data.window_hop_seconds * self.frame_rate))
         self.train_set = WindowDataset(self.train_clips, window, hop)
         generator = torch.Generator().manual_seed(cfg.training.seed)
-        self.train_loader = DataLoader(self.train_set, batch_size=cfg.training.batch_size, shuffle=True,
+        self.train_loader = DataLoader(_NumberedWindows(self.train_set), batch_size=cfg.training.batch_size, shuffle=True,
                                        drop_last=False, generator=generator)
         log.info("data: %d train clips (%d windows of %d frames), %d val clips (%s); feature cache %d hits, %d misses",
                  len(self.train_clips), len(self.train_set), window, len(self.val_clips),
@@ -134,7 +148,7 @@ class Trainer(LoggingMixin):
             self.setup_logging(self.run_dir)
         run_folder.write_status(self.run_dir, "running", epoch=self.start_epoch)
         log.info("Run folder: %s", self.run_dir)
-        log.info("TensorBoard: tensorboard --logdir %s --host 127.0.0.1", self.run_dir / "logs")
+        log.info("TensorBoard: %s", format_command(tensorboard_command(self.run_dir / "logs")))
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -185,6 +199,7 @@ class Trainer(LoggingMixin):
         grad_norm = torch.zeros((), device=self.device)
         steps = 0
         self._epoch_start_step = self.global_step
+        self._recent_windows: dict[int, torch.Tensor] = {}  # global step -> window ids, since the last check
         self.start_progress(epoch, t.max_epochs, len(self.train_loader))
         for batch_idx, batch in enumerate(self.train_loader):
             mel = batch["mel"].to(self.device, non_blocking=True)
@@ -207,13 +222,14 @@ class Trainer(LoggingMixin):
             if t.nan_policy == "skip":
                 # Skipping must be decided now, so this policy costs one host sync per step.
                 if not bool(finite_loss & finite_grad):
-                    self._skip_step(epoch, batch_idx, bool(finite_loss))
+                    self._skip_step(epoch, batch_idx, bool(finite_loss), batch["window"])
                     self.advance_progress()
                     continue
             else:
                 code = (~finite_loss).long() + 2 * (~finite_grad).long() * finite_loss.long()
-                bad = torch.where((bad[0] < 0) & (code > 0), torch.stack([torch.tensor(self.global_step,
-                                  device=self.device), code]), bad)
+                record = torch.stack([code.new_full((), self.global_step), code])  # a fill, not a host copy
+                bad = torch.where((bad[0] < 0) & (code > 0), record, bad)
+                self._recent_windows[self.global_step] = batch["window"]  # CPU tensor: no sync
             self.optimizer.step()
 
             metrics.update(pred.detach().float(), target, mask, batch["silence"].to(self.device))
@@ -234,33 +250,49 @@ class Trainer(LoggingMixin):
         loss_v, norm_v, bad_step, bad_code = torch.stack(
             [loss.detach().float(), grad_norm.float(), bad[0].float(), bad[1].float()]).tolist()
         self._check_bad(torch.tensor([int(bad_step), int(bad_code)]), epoch)
+        self._recent_windows.clear()
         lr = self.optimizer.param_groups[0]["lr"]
         self.log_step(self.global_step, loss_v, lr, norm_v if self.cfg.logging.log_grad_norm else None)
 
     def _check_bad(self, bad: torch.Tensor, epoch: int) -> None:
+        """Raise NonFiniteLossError for the first non-finite step in the record [global step, code]."""
         step, code = (int(v) for v in bad.tolist())
         if step < 0:
             return
-        batch = step - self._epoch_start_step - 1  # global steps count from 1
-        what = "loss" if code == 1 else "gradient norm"
-        message = (f"non-finite {what} (NaN or Inf) at epoch {epoch + 1}, batch {batch}, global step {step}; "
+        batch = step - self._epoch_start_step  # 1-based: global steps count from 1
+        what = "loss" if code == 1 else "gradient (the loss was finite)"
+        message = (f"NaN or Inf {what} at epoch {epoch + 1}/{self.cfg.training.max_epochs}, "
+                   f"batch {batch}/{len(self.train_loader)}, global step {step}; "
+                   f"windows: {self._describe_windows(self._recent_windows.get(step))}; "
                    "lower training.lr, check the input data, or set training.nan_policy=skip")
         if self._bar is not None:
             self.close_progress()
         raise NonFiniteLossError(message)
 
-    def _skip_step(self, epoch: int, batch_idx: int, loss_finite: bool) -> None:
+    def _skip_step(self, epoch: int, batch_idx: int, loss_finite: bool, windows: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         self.nan_skips += 1
-        what = "gradient" if loss_finite else "loss"
-        log.warning("skipped step %d (epoch %d, batch %d): non-finite %s; %d skipped so far",
-                    self.global_step, epoch + 1, batch_idx, what, self.nan_skips)
+        what = "gradient (the loss was finite)" if loss_finite else "loss"
+        where = (f"epoch {epoch + 1}/{self.cfg.training.max_epochs}, batch {batch_idx + 1}/{len(self.train_loader)}, "
+                 f"global step {self.global_step}")
+        log.warning("skipped step: NaN or Inf %s at %s; windows: %s; %d skipped so far (max %d)", what, where,
+                    self._describe_windows(windows), self.nan_skips, self.cfg.training.max_nan_skips)
         self.writer.add_scalar("train/nan_skips", self.nan_skips, self.global_step)
         if self.nan_skips >= self.cfg.training.max_nan_skips:
             raise NonFiniteLossError(
-                f"{self.nan_skips} steps skipped for non-finite values (last at epoch {epoch + 1}, batch {batch_idx}), "
+                f"{self.nan_skips} steps skipped for NaN or Inf values (last: {what} at {where}), "
                 f"reaching training.max_nan_skips={self.cfg.training.max_nan_skips}; lower training.lr or check the data"
             )
+
+    def _describe_windows(self, windows: torch.Tensor | None) -> str:
+        """Name a batch's training windows as `<clip>@<start seconds>`."""
+        if windows is None:
+            return "unknown"
+        names = []
+        for i in windows.tolist():
+            clip_index, start = self.train_set.index[i]
+            names.append(f"{self.train_set.clips[clip_index].name}@{start / self.frame_rate:.2f}s")
+        return ", ".join(names)
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
