@@ -70,6 +70,18 @@ def wait_for_scalar_tag(port: int, tag: str, process: subprocess.Popen | None = 
     pytest.fail(f"{url} did not list {tag} within {SERVER_START_TIMEOUT_S} s; last reply: {last}")
 
 
+def assert_group_exits(group_id: int, timeout_s: float = 15) -> None:
+    """Wait until no process is left in the launcher's process group (TensorBoard included)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group_id, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    pytest.fail(f"processes of group {group_id} still running {timeout_s} s after the launcher stopped")
+
+
 def test_missing_folder_raises(tmp_path):
     with pytest.raises(WorkbenchError, match="TensorBoard log folder not found: .*nothing-here"):
         run_tensorboard(tmp_path / "nothing-here", port=find_free_port())
@@ -91,7 +103,9 @@ def test_port_in_use_raises(tmp_path):
             run_tensorboard(tmp_path, port=port)
 
 
-def test_cli_serves_run_and_stops_on_ctrl_c(runs_root):
+@pytest.mark.parametrize("stop_signal,status", [(signal.SIGINT, 130), (signal.SIGTERM, 130)],
+                         ids=["ctrl_c", "sigterm"])
+def test_cli_serves_run_and_stops(runs_root, stop_signal, status):
     port = find_free_port()
     process = subprocess.Popen([sys.executable, "-m", "workbench", "tensorboard", str(runs_root), "--port", str(port)],
                                cwd=REPO_ROOT, env=env_without_venv(), start_new_session=True,
@@ -100,13 +114,14 @@ def test_cli_serves_run_and_stops_on_ctrl_c(runs_root):
         tags = wait_for_scalar_tag(port, "train/loss", process)
         assert len(tags) == 1
         assert next(iter(tags)).endswith("/logs")
-        process.send_signal(signal.SIGINT)  # Ctrl-C: the launcher must stop its TensorBoard child
+        process.send_signal(stop_signal)  # to the launcher alone: it must stop its TensorBoard child
         output, _ = process.communicate(timeout=30)
+        assert_group_exits(process.pid)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-    assert process.returncode == 130
+    assert process.returncode == status
     assert f"Starting TensorBoard: {Path(sys.executable).parent / 'tensorboard'} --logdir {runs_root}" in output
     assert f"--host 127.0.0.1 --port {port}" in output
     with pytest.raises(urllib.error.URLError):

@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import signal
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from workbench.errors import WorkbenchError
@@ -88,6 +90,10 @@ def run_tensorboard(logdir: str | Path = "runs", host: str = DEFAULT_HOST, port:
     log.info("Starting TensorBoard: %s", format_command(argv))
     log.info("Open http://%s:%d/ in a browser; stop with Ctrl-C", host, port)
     process = subprocess.Popen(argv)
+    # SIGTERM (kill, a notebook's "!kill") stops TensorBoard too, as Ctrl-C does; Python
+    # allows signal handlers only in the main thread.
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main_thread else None
     try:
         return process.wait()
     except KeyboardInterrupt:
@@ -99,6 +105,13 @@ def run_tensorboard(logdir: str | Path = "runs", host: str = DEFAULT_HOST, port:
             process.kill()
             process.wait()
         raise
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _put_venv_on_path() -> None:
