@@ -278,6 +278,8 @@ def predict_file(predictor: Predictor, audio_path: str | Path, fps: float = 60.0
     """Predict blendshapes for one audio file as float32 [floor(duration * fps) + 1, 52]."""
     settings = predictor.feature_settings
     check_audio_file(audio_path, min_seconds=settings.win_ms / 1000)
+    # NOTE: the whole file is decoded and resampled at once (about 4 bytes per source sample and
+    # channel), so only the feature and model steps have bounded memory.
     waveform = read_audio(audio_path, settings.sample_rate)
     return predict_waveform(predictor.model, waveform, settings, fps=fps, smooth=smooth,
                             chunk_seconds=chunk_seconds, context_seconds=context_seconds,
