@@ -31,6 +31,7 @@ from torch.utils.tensorboard.summary import hparams as hparams_summary
 from tqdm.auto import tqdm
 
 from workbench import figures
+from workbench.run_folder import atomic_write_text
 
 log = logging.getLogger("workbench")
 
@@ -52,29 +53,37 @@ class MetricsCSV:
                 self.columns = next(csv.reader(f), None)
 
     def truncate_after(self, last_epoch: int) -> None:
-        """Drop rows of epochs after `last_epoch` (resume) and any partial last line."""
+        """Drop rows of epochs after `last_epoch` (resume) and any partial last line.
+
+        The file is replaced atomically, so a crash during truncation keeps the old file.
+        """
         if not self.path.is_file():
             return
         lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
+        if lines and not lines[0].endswith("\n"):
+            lines = []  # a header torn by a killed process; the next append writes it again
         kept = lines[:1]
         for line in lines[1:]:
             if not line.endswith("\n"):
                 break  # a partial line left by a killed process
             if int(line.split(",", 1)[0]) <= last_epoch:
                 kept.append(line)
-        self.path.write_text("".join(kept), encoding="utf-8")
+        atomic_write_text(self.path, "".join(kept))
+        self.columns = next(csv.reader(kept[:1]), None)
 
     def append(self, epoch: int, train: dict[str, float], val: dict[str, float] | None,
                val_names: list[str]) -> None:
+        buffer = io.StringIO()
+        mode = "a"
         if self.columns is None:
             self.columns = ["epoch", *train.keys(), *(f"val_{k}" for k in val_names)]
-            with open(self.path, "w", newline="") as f:
-                csv.writer(f).writerow(self.columns)
+            csv.writer(buffer).writerow(self.columns)
+            mode = "w"
         row = {"epoch": epoch, **train, **{f"val_{k}": v for k, v in (val or {}).items()}}
-        buffer = io.StringIO()
         csv.writer(buffer).writerow(["" if row.get(c) is None else _fmt(row[c]) for c in self.columns])
-        # One write() of a whole line, so a crash leaves either the full row or none of it.
-        with open(self.path, "a", newline="") as f:
+        # One write() of whole lines (the header goes with the first row), so a crash leaves
+        # either the full row or none of it.
+        with open(self.path, mode, newline="") as f:
             f.write(buffer.getvalue())
             f.flush()
 

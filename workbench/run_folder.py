@@ -27,6 +27,23 @@ from workbench.errors import ConfigError
 _NAME_OK = re.compile(r"^[A-Za-z0-9._=+,-]*$")
 
 
+def check_run_root(root: str | Path) -> None:
+    """Raise ConfigError unless `root` exists as a writable folder or can be created.
+
+    Checked before any data is loaded, so an unusable run.root fails in seconds. Creates nothing.
+    """
+    root = Path(root)
+    existing = root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"cannot create run.root {root}: {existing} is a file, not a folder; "
+                          "choose another folder with run.root=...")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"run.root {root} is not writable ({existing} denies writing); "
+                          "choose a writable folder with run.root=...")
+
+
 def create_run_folder(root: str | Path, name: str = "", now: datetime | None = None) -> Path:
     """Create and return a new, empty run folder; never reuses an existing one.
 

@@ -7,6 +7,7 @@ the ``fps`` argument or from the median spacing of the ``time`` column (seconds)
 
 from __future__ import annotations
 
+import difflib
 import logging
 from pathlib import Path
 
@@ -38,11 +39,15 @@ def read_plain_csv(path: str | Path, fps: float | None = None) -> TargetTrack:
         if arkit in columns:
             raise DataError(f"{path}: columns {columns[arkit]!r} and {column!r} both name {arkit}")
         columns[arkit] = column
+    near_misses = _near_misses(frame.columns)
     if not columns:
+        hint = f" ({near_misses})" if near_misses else ""
         raise DataError(
             f"{path}: no column is named after an ARKit blendshape (found "
-            f"{', '.join(frame.columns[:8])}); name columns like jawOpen, mouthClose"
+            f"{', '.join(frame.columns[:8])}); name columns like jawOpen, mouthClose{hint}"
         )
+    if near_misses:
+        log.warning("%s: ignoring columns that are not ARKit names (%s); those shapes are masked", path, near_misses)
 
     file_columns = list(columns.values())
     weights = clip_unit_range(path, numeric_cells(path, frame, file_columns), names=file_columns)
@@ -55,6 +60,18 @@ def read_plain_csv(path: str | Path, fps: float | None = None) -> TargetTrack:
     if fps is None:
         fps = _rate_from_time_column(path, frame)
     return TargetTrack(values=values, mask=mask, fps=float(fps), path=path)
+
+
+def _near_misses(names) -> str:
+    """Describe columns that look like misspelled ARKit names, e.g. "did you mean jawOpen for 'JawOpn'"."""
+    hints = []
+    for name in names:
+        if name.lower() in _ARKIT_BY_LOWER or name.lower() == "time":
+            continue
+        match = difflib.get_close_matches(name.lower(), _ARKIT_BY_LOWER, n=1, cutoff=0.8)
+        if match:
+            hints.append(f"{_ARKIT_BY_LOWER[match[0]]} for {name!r}")
+    return f"did you mean {', '.join(hints)}?" if hints else ""
 
 
 def _rate_from_time_column(path: Path, frame) -> float:
