@@ -19,10 +19,12 @@ import math
 import random
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
 from workbench import run_folder
@@ -31,10 +33,12 @@ from workbench.checkpoint import load_checkpoint, save_checkpoint
 from workbench.config import load_config, to_flat_dict, to_yaml
 from workbench.dataset import (WindowDataset, build_cache, clip_tensors, feature_stats, load_clips,
                                split_clips)
-from workbench.errors import ConfigError, WorkbenchError
+from workbench.errors import CheckpointError, ConfigError, WorkbenchError
 from workbench.logging_mixin import LoggingMixin, install_console_handler
 from workbench.metrics import BlendshapeMetrics
 from workbench.model import BlendshapeModel, blendshape_loss
+from workbench.resume import (DeferredInterrupt, load_metrics_state, load_resume_checkpoint, metrics_state,
+                              trim_event_files)
 from workbench.tensorboard import format_command, tensorboard_command
 
 log = logging.getLogger("workbench.trainer")
@@ -77,16 +81,24 @@ class Trainer(LoggingMixin):
         self.best_value: float | None = None
         self.nan_skips = 0
         self.run_dir: Path | None = None
+        self._resume_state: dict[str, Any] | None = None  # last.pt of the run being resumed
+        self._resume_progress: dict[str, Any] | None = None  # progress of an epoch to continue mid-way
+        self._progress: dict[str, Any] | None = None  # this epoch's progress at its last whole step
+        self._last_saved: dict[str, Any] | None = None  # epoch and step of the newest last.pt
+        self._interrupt = DeferredInterrupt()
 
     @classmethod
     def from_files(cls, config_path=None, overrides=(), resume=None) -> "Trainer":
         if resume and config_path is None:
             config_path = Path(resume) / "config.yaml"
+            if not config_path.is_file():
+                raise CheckpointError(f"cannot resume {resume}: not a run folder (no config.yaml found)")
         return cls(load_config(config_path, overrides), resume=resume)
 
     # -- setup ----------------------------------------------------------------------------
 
     def setup_data(self) -> None:
+        self._check_before_data()
         cfg = self.cfg
         _seed_everything(cfg.training.seed)
         self.cache = build_cache(cfg)
@@ -138,10 +150,11 @@ class Trainer(LoggingMixin):
         if self.resume_dir is not None:
             self._restore(self.resume_dir / "checkpoints" / "last.pt")
             self.run_dir = self.resume_dir
-            # Steps after the checkpoint were logged by the interrupted process; purge them.
-            self.setup_logging(self.run_dir, purge_step=self.global_step + 1)
+            # The stopped process may have logged past its checkpoint; drop that before appending.
+            trim_event_files(self.run_dir / "logs", self._resume_state["saved_at"])
+            self.setup_logging(self.run_dir)
             self.metrics_csv.truncate_after(self.start_epoch - 1)
-            log.info("Resumed from epoch %d (global step %d) in %s", self.start_epoch, self.global_step, self.run_dir)
+            self._log_resumed()
         else:
             self.run_dir = run_folder.create_run_folder(self.cfg.run.root, self.cfg.run.name)
             run_folder.atomic_write_text(self.run_dir / "config.yaml", to_yaml(self.cfg))
@@ -158,9 +171,18 @@ class Trainer(LoggingMixin):
         self.setup_model()
         self.setup_optimizer()
         self.setup_run()
+        return self.train_loop()
+
+    def train_loop(self) -> Path:
+        """Train the epochs after every setup step has run; returns the run folder.
+
+        Notebooks call the setup steps themselves, so they can open TensorBoard on the
+        run folder before the first epoch, and then call this.
+        """
         t = self.cfg.training
         started = time.perf_counter()
         log.info("Starting training...")
+        self._interrupt.install()
         try:
             for epoch in range(self.start_epoch, t.max_epochs):
                 self.epoch = epoch
@@ -170,11 +192,14 @@ class Trainer(LoggingMixin):
                     val_metrics = self.validate()
                 self.log_epoch(epoch, t.max_epochs, train_metrics, val_metrics, self.val_metric_names)
                 self._log_media(epoch)
+                self._progress = None  # from here until last.pt is written, an interrupt cannot save
                 if self.scheduler is not None:
                     self.scheduler.step()
                 self._save_checkpoints(epoch, val_metrics)
                 self.last_val_metrics = val_metrics or getattr(self, "last_val_metrics", None)
                 self.last_train_metrics = train_metrics
+                if self._interrupt.requested and epoch < t.max_epochs - 1:
+                    raise KeyboardInterrupt  # Ctrl-C during validation or media: stop at this epoch end
         except KeyboardInterrupt:
             self._on_interrupt()
             raise
@@ -184,13 +209,18 @@ class Trainer(LoggingMixin):
         except BaseException as exc:
             self._fail(f"{type(exc).__name__}: {exc}")
             raise
+        finally:
+            self._interrupt.uninstall()
 
         elapsed = time.perf_counter() - started
         self._finish(elapsed)
         return self.run_dir
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
-        cfg, t = self.cfg, self.cfg.training
+        # The loop reads config values on every step; an attribute read on an OmegaConf
+        # DictConfig costs about 15 us, a plain namespace read well under 1 us.
+        cfg = _plain_config(self.cfg)
+        t = cfg.training
         self.model.train()
         metrics = BlendshapeMetrics(device=self.device)
         loss_sum = torch.zeros((), device=self.device)
@@ -200,8 +230,15 @@ class Trainer(LoggingMixin):
         steps = 0
         self._epoch_start_step = self.global_step
         self._recent_windows: dict[int, torch.Tensor] = {}  # global step -> window ids, since the last check
+        skip = 0
+        if self._resume_progress is not None:  # continue an epoch that Ctrl-C stopped mid-way
+            skip, steps, bad = self._restore_progress(metrics, loss_sum)
+        self._epoch_loader_state = self.train_loader.generator.get_state()  # fixes this epoch's batch order
         self.start_progress(epoch, t.max_epochs, len(self.train_loader))
         for batch_idx, batch in enumerate(self.train_loader):
+            if batch_idx < skip:
+                self.advance_progress()  # trained before the interruption
+                continue
             mel = batch["mel"].to(self.device, non_blocking=True)
             target = batch["targets"].to(self.device, non_blocking=True)
             mask = batch["mask"].to(self.device, non_blocking=True)
@@ -238,6 +275,7 @@ class Trainer(LoggingMixin):
             self.advance_progress()
             if self.global_step % cfg.logging.log_freq == 0:
                 self._log_step(loss, grad_norm, bad, epoch)
+            self._end_step(epoch, batch_idx, steps, loss_sum, metrics, bad)
 
         self.close_progress()
         self._check_bad(bad, epoch)
@@ -249,14 +287,14 @@ class Trainer(LoggingMixin):
         # Sync point: one device-to-host copy for loss, grad norm and the NaN record.
         loss_v, norm_v, bad_step, bad_code = torch.stack(
             [loss.detach().float(), grad_norm.float(), bad[0].float(), bad[1].float()]).tolist()
-        self._check_bad(torch.tensor([int(bad_step), int(bad_code)]), epoch)
+        self._check_bad((int(bad_step), int(bad_code)), epoch)  # host values: no second read
         self._recent_windows.clear()
         lr = self.optimizer.param_groups[0]["lr"]
         self.log_step(self.global_step, loss_v, lr, norm_v if self.cfg.logging.log_grad_norm else None)
 
-    def _check_bad(self, bad: torch.Tensor, epoch: int) -> None:
+    def _check_bad(self, bad: torch.Tensor | tuple[int, int], epoch: int) -> None:
         """Raise NonFiniteLossError for the first non-finite step in the record [global step, code]."""
-        step, code = (int(v) for v in bad.tolist())
+        step, code = (int(v) for v in (bad.tolist() if isinstance(bad, torch.Tensor) else bad))
         if step < 0:
             return
         batch = step - self._epoch_start_step  # 1-based: global steps count from 1
@@ -359,15 +397,20 @@ class Trainer(LoggingMixin):
 
     # -- checkpoints and run state --------------------------------------------------------
 
-    def _state(self, epoch: int) -> dict[str, Any]:
+    def _state(self, epoch: int, progress: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Everything a resumed run needs; `progress` marks a save in the middle of `epoch`."""
         return {
             "epoch": epoch,
+            "epoch_complete": progress is None,
+            "progress": progress,
+            "saved_at": time.time(),  # wall time that resume trims the TensorBoard events to
             "global_step": self.global_step,
             "model": self.model.state_dict(),
             "model_hparams": dict(self.model.hparams),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "best_value": self.best_value,
+            "best_epoch": getattr(self, "best_epoch", None),
             "nan_skips": self.nan_skips,
             "feature_settings": dict(self.cache.settings.__dict__),
             "config_yaml": to_yaml(self.cfg),
@@ -393,21 +436,39 @@ class Trainer(LoggingMixin):
                 self.best_value = value
                 self.best_epoch = epoch
                 improved = True
+        self.writer.flush()  # events on disk before the checkpoint: resume trims by the save time
         state = self._state(epoch)
-        save_checkpoint(ckpt_dir / "last.pt", state)
+        # best.pt first: last.pt is what resume reads, so once it exists the epoch is fully saved.
         if improved or (not self.val_clips):
             save_checkpoint(ckpt_dir / "best.pt", state)
+        save_checkpoint(ckpt_dir / "last.pt", state)
+        self._last_saved = {"epoch": epoch, "epoch_complete": True, "global_step": self.global_step}
         run_folder.write_status(self.run_dir, "running", epoch=epoch, global_step=self.global_step)
 
     def _restore(self, path: Path) -> None:
-        state = load_checkpoint(path)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        """Load the run state from the checkpoint `path` that `_check_before_data` read."""
+        if self._resume_state is None:
+            self._resume_state = load_resume_checkpoint(self.resume_dir, self.cfg)
+        state = self._resume_state
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError) as exc:
+            raise CheckpointError(f"cannot resume from {path}: its model or optimizer does not match the run's "
+                                  f"config ({str(exc).splitlines()[0][:200]})") from None
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
-        self.start_epoch = state["epoch"] + 1
+        if state["epoch_complete"]:
+            self.start_epoch = state["epoch"] + 1
+        else:
+            self.start_epoch = state["epoch"]
+            self._resume_progress = state["progress"]
         self.global_step = state["global_step"]
+        self._last_saved = {"epoch": state["epoch"], "epoch_complete": state["epoch_complete"],
+                            "global_step": state["global_step"]}
         self.best_value = state["best_value"]
+        if state["best_epoch"] is not None:
+            self.best_epoch = state["best_epoch"]
         self.nan_skips = state["nan_skips"]
         torch.set_rng_state(state["rng"]["torch"])
         self.train_loader.generator.set_state(state["rng"]["loader"])
@@ -435,11 +496,81 @@ class Trainer(LoggingMixin):
         self.teardown_logging()
 
     def _on_interrupt(self) -> None:
+        """Save a checkpoint if the model is at a whole step, close the logs, mark the run interrupted."""
         if self.run_dir is None:
             return
-        log.warning("Interrupted; resume with: workbench train --resume %s", self.run_dir)
-        run_folder.write_status(self.run_dir, "interrupted", global_step=self.global_step)
+        if self._bar is not None:
+            self.close_progress()
+        progress = self._progress
+        # Unchanged global step: no optimizer step started since the last whole step.
+        if progress is not None and progress["global_step"] == self.global_step:
+            self.writer.flush()
+            saved = {**progress, "metrics": metrics_state(progress["metrics"]),
+                     "loss_sum": progress["loss_sum"].detach().cpu(), "bad": progress["bad"].cpu()}
+            save_checkpoint(self.run_dir / "checkpoints" / "last.pt", self._state(self.epoch, saved))
+            self._last_saved = {"epoch": self.epoch, "epoch_complete": False, "global_step": self.global_step}
+            log.warning("Interrupted in epoch %d/%d after batch %d/%d; checkpoint saved", self.epoch + 1,
+                        self.cfg.training.max_epochs, progress["batches_done"], len(self.train_loader))
+        elif self._last_saved is not None:
+            log.warning("Interrupted in the middle of a step; the run continues from its last checkpoint "
+                        "(epoch %d, global step %d)", self._last_saved["epoch"] + 1, self._last_saved["global_step"])
+        command = f"workbench train --resume {self.run_dir}"
+        if self._last_saved is None:
+            log.warning("Interrupted before the first checkpoint; nothing to resume, start a new run")
+            run_folder.write_status(self.run_dir, "interrupted", global_step=self.global_step, checkpoint=None)
+        else:
+            log.warning("Resume with: %s", command)
+            run_folder.write_status(self.run_dir, "interrupted", checkpoint=self._last_saved, resume_command=command)
         self.teardown_logging()
+
+    # -- stopping and resuming ------------------------------------------------------------
+
+    def on_step_end(self, epoch: int, batch_idx: int) -> None:
+        """Called after every whole optimizer step; override to watch or stop training.
+
+        Raising KeyboardInterrupt here stops the run as Ctrl-C does: with a checkpoint that
+        resumes after this batch.
+        """
+
+    def _end_step(self, epoch: int, batch_idx: int, steps: int, loss_sum: torch.Tensor,
+                  metrics: BlendshapeMetrics, bad: torch.Tensor) -> None:
+        # Record where the epoch stands; tensors are copied only if an interrupt saves them.
+        self._progress = {"batches_done": batch_idx + 1, "steps": steps, "loss_sum": loss_sum, "metrics": metrics,
+                          "bad": bad, "epoch_start_step": self._epoch_start_step, "global_step": self.global_step,
+                          "loader_state": self._epoch_loader_state}
+        self.on_step_end(epoch, batch_idx)
+        if self._interrupt.requested:
+            raise KeyboardInterrupt
+
+    def _restore_progress(self, metrics: BlendshapeMetrics, loss_sum: torch.Tensor) -> tuple[int, int, torch.Tensor]:
+        """Load a mid-epoch checkpoint's sums; returns (batches to skip, steps so far, NaN record)."""
+        progress, self._resume_progress = self._resume_progress, None
+        # The epoch-start generator state replays the same shuffle; the skipped batches are not trained.
+        self.train_loader.generator.set_state(progress["loader_state"])
+        load_metrics_state(metrics, progress["metrics"])
+        loss_sum.copy_(progress["loss_sum"])
+        self._epoch_start_step = progress["epoch_start_step"]
+        return progress["batches_done"], progress["steps"], progress["bad"].to(self.device)
+
+    def _check_before_data(self) -> None:
+        """Fail fast on an unusable run.root or resume folder, before data loading takes time."""
+        if self.resume_dir is not None:
+            self._resume_state = load_resume_checkpoint(self.resume_dir, self.cfg)
+        else:
+            run_folder.check_run_root(self.cfg.run.root)
+        if self.cfg.training.best_metric not in self.val_metric_names:
+            raise ConfigError(f"training.best_metric={self.cfg.training.best_metric!r} is not a validation metric; "
+                              f"choose one of {', '.join(self.val_metric_names)}")
+
+    def _log_resumed(self) -> None:
+        state, max_epochs = self._resume_state, self.cfg.training.max_epochs
+        if state["epoch_complete"]:
+            log.info("Resumed from epoch %d (global step %d): continuing with epoch %d/%d in %s", state["epoch"] + 1,
+                     self.global_step, state["epoch"] + 2, max_epochs, self.run_dir)
+        else:
+            log.info("Resumed from epoch %d, batch %d (global step %d): continuing epoch %d/%d in %s",
+                     state["epoch"] + 1, state["progress"]["batches_done"], self.global_step, state["epoch"] + 1,
+                     max_epochs, self.run_dir)
 
 
 def _pick_device(name: str) -> torch.device:
@@ -448,6 +579,15 @@ def _pick_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("training.device=cuda but no CUDA device is available; use training.device=cpu or auto")
     return torch.device(name)
+
+
+def _plain_config(cfg) -> SimpleNamespace:
+    """Copy a DictConfig into nested SimpleNamespaces (read-only use in hot loops)."""
+    def convert(node):
+        if isinstance(node, dict):
+            return SimpleNamespace(**{k: convert(v) for k, v in node.items()})
+        return node
+    return convert(OmegaConf.to_container(cfg, resolve=True))
 
 
 def _seed_everything(seed: int) -> None:
