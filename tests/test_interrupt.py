@@ -50,6 +50,23 @@ def test_keyboard_interrupt_saves_mid_epoch(data_root, cache_dir, tmp_path):
     assert csv_epochs(run_dir) == ["0"]
 
 
+def test_sigterm_stops_like_ctrl_c(data_root, cache_dir, tmp_path):
+    class TerminateAt(Trainer):
+        def on_step_end(self, epoch, batch_idx):
+            if (epoch, batch_idx) == (1, 2):
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    trainer = TerminateAt(config(data_root, tmp_path, cache_dir, logging__audio_freq=0))
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    state = load_checkpoint(trainer.run_dir / "checkpoints" / "last.pt")
+    assert (state["epoch"], state["epoch_complete"]) == (1, False)
+    assert state["progress"]["batches_done"] == 3
+    assert run_folder.read_status(trainer.run_dir)["state"] == "interrupted"
+    # The handler is removed again once training stops.
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
 def test_interrupt_inside_step_keeps_last_checkpoint(data_root, cache_dir, tmp_path):
     class StopInsideStep(Trainer):
         # log_step runs after optimizer.step() but before the step's bookkeeping is finished.

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 import soundfile as sf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -171,3 +172,12 @@ def test_cli_bad_input_is_one_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.startswith("error: data folder not found")
     assert "Traceback" not in result.stderr
+
+
+def test_checkpoint_records_trained_channels(run_dir):
+    from workbench.checkpoint import load_checkpoint
+
+    state = load_checkpoint(run_dir / "checkpoints" / "best.pt")
+    # FACEGOOD labels map to the 27 ARKit jaw and mouth shapes only.
+    assert state["channel_mask"].dtype == torch.bool
+    assert int(state["channel_mask"].sum()) == 27

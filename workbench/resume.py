@@ -136,27 +136,32 @@ def load_metrics_state(metrics, state: dict[str, Any]) -> None:
 
 
 class DeferredInterrupt:
-    """Between `install` and `uninstall`, the first SIGINT sets `requested` instead of raising.
+    """Between `install` and `uninstall`, the first SIGINT or SIGTERM sets `requested` instead of raising.
 
-    A second SIGINT raises KeyboardInterrupt at once, for a step that hangs. Python installs
+    SIGTERM (sent by `kill`, job schedulers and container stops) is treated like Ctrl-C so the
+    run still saves and is marked interrupted. A second signal raises KeyboardInterrupt at
+    once, for a step that hangs. Python installs
     signal handlers only from the main thread, so elsewhere this does nothing. Ctrl-C then
     raises at once, and the Trainer saves only when the interrupt lands between steps.
     """
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous: Any = None
+        self._previous: dict[int, Any] = {}
         self._installed = False
 
     def install(self) -> None:
         self.requested = False
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
             self._installed = True
 
     def uninstall(self) -> None:
         if self._installed:
-            signal.signal(signal.SIGINT, self._previous)
+            for signum, previous in self._previous.items():
+                signal.signal(signum, previous)
+            self._previous = {}
             self._installed = False
 
     def _handle(self, signum, frame) -> None:

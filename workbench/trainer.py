@@ -106,6 +106,8 @@ class Trainer(LoggingMixin):
         clips = load_clips(cfg.data.root, self.cache, max_mismatch_s=cfg.data.max_length_mismatch_seconds,
                            on_bad_clip=cfg.data.on_bad_clip, max_clips=cfg.data.max_clips)
         self.train_clips, self.val_clips = split_clips(clips, cfg.data.val_clips, cfg.training.seed)
+        # Channels present in at least one training clip; the others are never trained.
+        self.channel_mask = np.logical_or.reduce([c.channel_mask for c in self.train_clips])
 
         window = max(1, round(cfg.data.window_seconds * self.frame_rate))
         hop = max(1, round(cfg.data.window_hop_seconds * self.frame_rate))
@@ -413,6 +415,7 @@ class Trainer(LoggingMixin):
             "best_epoch": getattr(self, "best_epoch", None),
             "nan_skips": self.nan_skips,
             "feature_settings": dict(self.cache.settings.__dict__),
+            "channel_mask": torch.from_numpy(self.channel_mask.copy()),
             "config_yaml": to_yaml(self.cfg),
             "rng": {
                 "torch": torch.get_rng_state(),
