@@ -344,3 +344,28 @@ def test_read_run_bad_config(tmp_path):
     (run_dir / "config.yaml").write_text("training: [unclosed\n")
     with pytest.raises(DataError, match="config.yaml"):
         read_run(run_dir)
+
+
+def test_all_nan_region_metric_is_no_finding():
+    import pandas as pd
+
+    from workbench.diagnose import diagnose_series
+
+    rows = pd.DataFrame({
+        "epoch": [0, 1, 2],
+        "loss": [0.3, 0.2, 0.1],
+        "val_loss": [0.3, 0.2, 0.1],
+        "val_mae_eyes": [float("nan")] * 3,
+    })
+    kinds = [f.kind for f in diagnose_series(rows, {})]
+    assert "nan_inf" not in kinds
+
+
+def test_all_nan_loss_is_still_reported():
+    import pandas as pd
+
+    from workbench.diagnose import diagnose_series
+
+    rows = pd.DataFrame({"epoch": [0, 1], "loss": [float("nan")] * 2, "val_loss": [float("nan")] * 2})
+    kinds = [f.kind for f in diagnose_series(rows, {})]
+    assert "nan_inf" in kinds
