@@ -100,6 +100,10 @@ def _feature_settings_from_state(path: Path, state: dict[str, Any]) -> FeatureSe
 # -- core computation ---------------------------------------------------------------------
 
 
+# Windows run together in one forward pass; bounds memory at CHUNK_BATCH windows of features.
+CHUNK_BATCH = 8
+
+
 def run_model_chunked(
     model: torch.nn.Module,
     features_for: Callable[[int, int], torch.Tensor],
@@ -122,15 +126,26 @@ def run_model_chunked(
     chunk = num_frames if not chunk_seconds else max(1, round(chunk_seconds * frame_rate))
     context = round(context_seconds * frame_rate)
 
+    # Every window has the same length (chunk plus context on both sides; windows at the clip
+    # ends are shifted inward, so they carry more context on one side). Equal lengths let
+    # CHUNK_BATCH windows run as one batch: a recurrent model then walks about one window's
+    # worth of frames instead of the whole file, which is what makes long files fast.
+    length = min(chunk + 2 * context, num_frames)
+    windows = []
+    for start in range(0, num_frames, chunk):
+        end = min(start + chunk, num_frames)
+        first = min(max(start - context, 0), num_frames - length)
+        windows.append((start, end, first, first + length))
+
     device = next(model.parameters()).device
     output = np.empty((num_frames, NUM_BLENDSHAPES), dtype=np.float32)
     with torch.inference_mode():
-        for start in range(0, num_frames, chunk):
-            end = min(start + chunk, num_frames)
-            first, last = max(start - context, 0), min(end + context, num_frames)
-            mel = features_for(first, last).to(device)
-            pred = model(mel[None])[0].float().cpu().numpy()
-            output[start:end] = pred[start - first:end - first]
+        for group in range(0, len(windows), CHUNK_BATCH):
+            batch = windows[group:group + CHUNK_BATCH]
+            mel = torch.stack([features_for(first, last) for _, _, first, last in batch]).to(device)
+            pred = model(mel).float().cpu().numpy()
+            for row, (start, end, first, _) in enumerate(batch):
+                output[start:end] = pred[row, start - first:end - first]
     return output
 
 
