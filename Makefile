@@ -1,6 +1,8 @@
 # make demo [DATA=<clip folder>]   train through notebooks/train.ipynb (papermill)
 # make test                        the test suite (about 10 minutes on 2 CPU cores)
-# Both create or reuse the virtual environment in $(VENV).
+# make test-browser                JupyterLab and TensorBoard in headless Chromium (as root it
+#                                  installs Debian's chromium when missing; about 1 minute)
+# Each creates or reuses the virtual environment in $(VENV).
 
 VENV ?= .venv
 PYTHON ?= python3
@@ -32,7 +34,7 @@ test: venv
 	$(PY) -m pytest -q
 
 test-browser: venv
-	$(PY) -m pip install -q -e '.[browser,lab]'
+	VENV=$(VENV) bash .ci/browser-setup.sh
 	$(PY) -m pytest -q -m browser
 
 lab: venv
