@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -101,18 +102,38 @@ def sinusoidal_positions(length: int, dim: int, device, dtype) -> torch.Tensor:
 
 
 def blendshape_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
-                    velocity_weight: float = 0.0) -> torch.Tensor:
+                    velocity_weight: float = 0.0, channel_weight: torch.Tensor | None = None) -> torch.Tensor:
     """Masked MSE plus `velocity_weight` times the masked MSE of frame-to-frame differences.
 
     `mask` is bool [B, T, C]; masked entries (absent channels, padded frames) add nothing.
     The velocity term uses a difference only where both of its frames are valid.
+    `channel_weight` [C] scales each channel's squared errors (see `inverse_variance_weights`);
+    the normaliser still counts valid entries, so weights averaging 1 keep the loss scale.
     """
-    weight = mask.to(pred.dtype)
-    loss = ((pred - target).pow(2) * weight).sum() / weight.sum().clamp_min(1.0)
+    valid = mask.to(pred.dtype)
+    weight = valid if channel_weight is None else valid * channel_weight
+    loss = ((pred - target).pow(2) * weight).sum() / valid.sum().clamp_min(1.0)
     if velocity_weight > 0:
-        dweight = weight[:, 1:] * weight[:, :-1]
+        dvalid = valid[:, 1:] * valid[:, :-1]
+        dweight = dvalid if channel_weight is None else dvalid * channel_weight
         dpred = pred[:, 1:] - pred[:, :-1]
         dtarget = target[:, 1:] - target[:, :-1]
-        velocity = ((dpred - dtarget).pow(2) * dweight).sum() / dweight.sum().clamp_min(1.0)
+        velocity = ((dpred - dtarget).pow(2) * dweight).sum() / dvalid.sum().clamp_min(1.0)
         loss = loss + velocity_weight * velocity
     return loss
+
+
+def inverse_variance_weights(targets: np.ndarray, mask: np.ndarray, floor: float = 1e-4) -> np.ndarray:
+    """Per-channel loss weights 1 / max(variance, floor), scaled to mean 1 over present channels.
+
+    Lip-sync targets are dominated by jawOpen: a channel such as mouthRollUpper with a tenth
+    of jawOpen's standard deviation contributes a hundredth of its squared error, so plain
+    MSE barely trains it. Equalising by variance trains every channel's shape; the floor
+    (a standard deviation of 0.01) keeps near-constant channels from dominating instead.
+    """
+    variance = targets.astype(np.float64).var(axis=0)
+    weights = 1.0 / np.maximum(variance, floor)
+    weights[~mask] = 0.0
+    if mask.any():
+        weights /= weights[mask].mean()
+    return weights.astype(np.float32)

@@ -36,7 +36,8 @@ from workbench.dataset import (WindowDataset, build_cache, clip_tensors, feature
 from workbench.errors import CheckpointError, ConfigError, WorkbenchError
 from workbench.logging_mixin import LoggingMixin, install_console_handler
 from workbench.metrics import BlendshapeMetrics
-from workbench.model import BlendshapeModel, blendshape_loss
+from workbench.augment import augment_log_mel
+from workbench.model import BlendshapeModel, blendshape_loss, inverse_variance_weights
 from workbench.resume import (DeferredInterrupt, load_metrics_state, load_resume_checkpoint, metrics_state,
                               trim_event_files)
 from workbench.tensorboard import format_command, tensorboard_command
@@ -126,6 +127,10 @@ class Trainer(LoggingMixin):
         stacked = np.concatenate([c.targets for c in self.train_clips])
         self.model.init_from_data(mean, std, stacked.mean(axis=0))
         self.model.to(self.device)
+        self.channel_weight = None
+        if self.cfg.training.loss_weighting == "inverse_variance":
+            weights = inverse_variance_weights(stacked, self.channel_mask)
+            self.channel_weight = torch.from_numpy(weights).to(self.device)
         params = sum(p.numel() for p in self.model.parameters())
         log.info("model: %s, %d parameters, device %s", self.cfg.model.kind, params, self.device)
 
@@ -219,8 +224,8 @@ class Trainer(LoggingMixin):
         return self.run_dir
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
-        # The loop reads config values on every step; an attribute read on an OmegaConf
-        # DictConfig costs about 15 us, a plain namespace read well under 1 us.
+        # The loop reads config values on every step. An attribute read on an OmegaConf
+        # DictConfig took about 15 us on a 2-core CPU (benchmarks/overhead.py), a plain one < 1 us.
         cfg = _plain_config(self.cfg)
         t = cfg.training
         self.model.train()
@@ -248,9 +253,12 @@ class Trainer(LoggingMixin):
                 log.debug("epoch %d batch %d: mel %s targets %s mask %s", epoch, batch_idx,
                           tuple(mel.shape), tuple(target.shape), tuple(mask.shape))
 
+            if t.augment:
+                mel = augment_log_mel(mel, self.model.feature_mean)
+
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=t.amp == "bf16"):
                 pred = self.model(mel)
-                loss = blendshape_loss(pred.float(), target, mask, t.velocity_weight)
+                loss = blendshape_loss(pred.float(), target, mask, t.velocity_weight, self.channel_weight)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.global_step += 1
@@ -348,7 +356,7 @@ class Trainer(LoggingMixin):
             mask = batch["mask"][None].to(self.device)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=t.amp == "bf16"):
                 pred = self.model(mel).float()
-            loss = blendshape_loss(pred, target, mask, t.velocity_weight)
+            loss = blendshape_loss(pred, target, mask, t.velocity_weight, self.channel_weight)
             metrics.update(pred, target, mask, batch["silence"][None].to(self.device))
             loss_sum += loss.item() * clip.num_frames  # sync per val clip; validation is not the hot path
             frames += clip.num_frames
