@@ -66,6 +66,9 @@ def _check_port_free(host: str, port: int) -> None:
     if not 0 < port < 65536:
         raise WorkbenchError(f"invalid port {port}; choose one between 1 and 65535")
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As TensorBoard's own server does: a port whose old connections sit in TIME-WAIT
+        # after a browser closed them is still usable.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:
