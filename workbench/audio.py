@@ -41,8 +41,8 @@ def read_audio(path: str | Path, sample_rate: int = 16000) -> torch.Tensor:
         bad = int(np.argmax(~np.isfinite(data).all(axis=1)))
         raise DataError(f"{path}: audio contains NaN or Inf samples (first at sample {bad}); re-export the file")
 
-    # Mean over channels keeps the level of a centred source; a phase-inverted stereo pair
-    # would cancel, which we accept because speech recordings are not made that way.
+    # The mean over channels keeps the level of a centred source. A phase-inverted stereo
+    # pair would cancel, which we accept because speech is not recorded that way.
     mono = torch.from_numpy(data.mean(axis=1))
     if source_rate != sample_rate:
         mono = AF.resample(mono, source_rate, sample_rate)

@@ -20,9 +20,9 @@ class BlendshapeModel(nn.Module):
     """Sequence model over log-mel frames with 52 sigmoid outputs per frame.
 
     The feature mean/std and the output bias are set from the training data (see
-    `init_from_data`), so a fresh model already predicts each channel's mean pose; this
-    matters for mostly-closed-mouth targets, where a zero-initialised sigmoid (0.5) starts
-    far from the data and the first epochs are spent only on pulling every output down.
+    `init_from_data`), so a fresh model already predicts each channel's mean pose. This
+    matters for mostly-closed-mouth targets: a zero-initialised sigmoid outputs 0.5, far
+    from the data, and the first epochs would only pull every output down.
     """
 
     def __init__(self, n_mels: int = 80, kind: str = "gru", hidden: int = 128, conv_layers: int = 2,

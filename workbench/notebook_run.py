@@ -1,7 +1,7 @@
 """Execute `notebooks/train.ipynb` with papermill and file the executed copy in its run folder.
 
 The notebook reports its run folder through a small JSON file (the `report_file`
-parameter), because only the Trainer inside the kernel knows the folder it created.
+parameter), because only the Trainer inside the kernel has the path of the folder it created.
 Used by `make demo`, `workbench run-notebook` and sweeps.
 """
 

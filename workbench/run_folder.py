@@ -112,7 +112,7 @@ def read_status(run_dir: Path) -> dict[str, Any]:
 
 
 def find_runs(root: str | Path) -> list[Path]:
-    """All run folders under `root` (those with a config.yaml), oldest first."""
+    """Find the run folders under `root` (those with a config.yaml and logs/), oldest first."""
     root = Path(root)
     runs = [p.parent for p in root.glob("**/config.yaml") if (p.parent / "logs").is_dir()]
     return sorted(runs, key=lambda p: (p.stat().st_mtime, str(p)))
