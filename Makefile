@@ -27,7 +27,8 @@ venv: $(STAMP)
 demo: venv
 	@if [ -z "$(DATA)" ] && [ ! -d "$(DEFAULT_DATA)" ]; then \
 		$(PY) -m workbench make-dataset $(DEFAULT_DATA); fi
-	$(PY) -m workbench run-notebook --name demo data.root=$(if $(DATA),$(DATA),$(DEFAULT_DATA)) \
+	$(PY) -m workbench run-notebook --name demo \
+		$(if $(DATA),data.root=$(DATA),data.root=$(DEFAULT_DATA) data.val_clips=3) \
 		$(if $(EPOCHS),training.max_epochs=$(EPOCHS),)
 
 test: venv
