@@ -67,7 +67,7 @@ class TrainingConfig:
     grad_clip: float = 1.0  # max total L2 norm; 0 disables clipping
     velocity_weight: float = 0.5  # weight of the frame-difference term in the loss
     loss_weighting: str = "inverse_variance"  # none | inverse_variance (per channel, from train targets)
-    augment: bool = True  # random gain and time/frequency masks on training batches
+    augment: bool = False  # random gain and time/frequency masks on training batches
     validation_freq: int = 1  # validate when epoch % validation_freq == 0, and at the end
     best_metric: str = "mean_correlation"  # validation metric that selects best.pt
     best_mode: str = "max"  # max | min
