@@ -21,6 +21,7 @@ import csv
 import io
 import logging
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -243,6 +244,25 @@ def _due(epoch: int, freq: int) -> bool:
     return freq > 0 and epoch % freq == 0
 
 
+class _StdoutHandler(logging.StreamHandler):
+    """A handler that writes to whatever `sys.stdout` is at emit time.
+
+    Jupyter kernels and pytest's capture replace `sys.stdout`; a handler bound to the object
+    present at install time would keep writing to a stale or closed stream.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass  # always sys.stdout; StreamHandler.__init__ and setStream assign here
+
+
 def install_console_handler(debug: bool = False) -> None:
     """Send `workbench` log records to stdout once per process (notebooks create many Trainers)."""
     log.setLevel(logging.DEBUG if debug else logging.INFO)
@@ -251,9 +271,7 @@ def install_console_handler(debug: bool = False) -> None:
         if getattr(handler, "_workbench_console", False):
             handler.setLevel(logging.DEBUG if debug else logging.INFO)
             return
-    import sys
-
-    handler = logging.StreamHandler(sys.stdout)
+    handler = _StdoutHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))
     handler.setLevel(logging.DEBUG if debug else logging.INFO)
     handler._workbench_console = True  # type: ignore[attr-defined]
