@@ -369,3 +369,39 @@ def test_all_nan_loss_is_still_reported():
     rows = pd.DataFrame({"epoch": [0, 1], "loss": [float("nan")] * 2, "val_loss": [float("nan")] * 2})
     kinds = [f.kind for f in diagnose_series(rows, {})]
     assert "nan_inf" in kinds
+
+
+def test_divergence_and_collapse_found():
+    import pandas as pd
+
+    from workbench.diagnose import diagnose_series
+
+    # The shape of a run with a learning rate far too high: loss jumps, then outputs saturate.
+    rows = pd.DataFrame({
+        "epoch": list(range(6)),
+        "loss": [0.0286, 0.0328, 0.0328, 0.0328, 0.0328, 0.0328],
+        "mean_correlation": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+        "val_loss": [0.0329] * 6,
+        "val_mean_correlation": [0.0] * 6,
+    })
+    findings = {f.kind: f for f in diagnose_series(rows, {})}
+    assert findings["divergence"].first_epoch == 0
+    assert findings["divergence"].last_epoch == 5
+    assert "+15%" in findings["divergence"].evidence
+    assert findings["collapse"].first_epoch == 0
+    assert "val_mean_correlation" in findings["collapse"].evidence
+
+
+def test_healthy_rows_have_no_divergence_or_collapse():
+    import pandas as pd
+
+    from workbench.diagnose import diagnose_series
+
+    rows = pd.DataFrame({
+        "epoch": list(range(6)),
+        "loss": [0.05, 0.04, 0.035, 0.033, 0.032, 0.0315],
+        "val_loss": [0.05, 0.045, 0.04, 0.038, 0.037, 0.0365],
+        "val_mean_correlation": [0.2, 0.3, 0.35, 0.38, 0.4, 0.41],
+    })
+    kinds = {f.kind for f in diagnose_series(rows, {})}
+    assert not kinds & {"divergence", "collapse"}

@@ -34,7 +34,13 @@ from workbench.errors import DataError, WorkbenchError
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("nan_inf", "gradient_explosion", "overfitting", "stagnation", "constant_lr")
+KINDS = ("nan_inf", "gradient_explosion", "divergence", "collapse", "overfitting", "stagnation", "constant_lr")
+
+# Divergence: the last epoch's train loss is this fraction above the run's lowest.
+DIVERGENCE_RISE = 0.10
+# Collapse: |mean_correlation| below this for COLLAPSE_EPOCHS trailing epochs.
+COLLAPSE_CORRELATION = 0.01
+COLLAPSE_EPOCHS = 2
 
 # Spike detection compares each value with the median of up to SPIKE_WINDOW earlier values
 # and needs at least SPIKE_MIN_HISTORY of them, so the first few noisy steps are not judged.
@@ -49,6 +55,8 @@ _ADVICE = {
     "nan_inf": "Lower the learning rate, enable gradient clipping and check the inputs for NaN.",
     "gradient_explosion": "Lower the learning rate or enable gradient clipping (e.g. max norm 1.0).",
     "overfitting": "Use the best checkpoint, stop earlier, or add regularisation or data.",
+    "divergence": "Lower the learning rate (a loss that rises under a fixed rate usually means it is too high).",
+    "collapse": "Lower the learning rate; saturated sigmoid outputs no longer follow the audio.",
     "stagnation": "Raise or decay the learning rate, or stop early; the loss has plateaued.",
     "constant_lr": "Check that scheduler.step() is called and that the scheduler settings change the rate.",
 }
@@ -362,9 +370,9 @@ def _find_overfitting(rows: pd.DataFrame, tolerance: float) -> list[Finding]:
         kind="overfitting",
         first_epoch=best_epoch,
         last_epoch=last_epoch,
-        evidence=f"val_loss rose from its minimum {best_value:.4f} at epoch {best_epoch} to "
-                 f"{last_value:.4f} at epoch {last_epoch} ({rise:+.0%}) while the train loss fell "
-                 f"from {train_start:.4f} to {train_end:.4f}.",
+        evidence=f"val_loss rose from its minimum {best_value:.4g} at epoch {best_epoch} to "
+                 f"{last_value:.4g} at epoch {last_epoch} ({rise:+.0%}) while the train loss fell "
+                 f"from {train_start:.4g} to {train_end:.4g}.",
         advice=_ADVICE["overfitting"],
     )]
 
@@ -396,7 +404,7 @@ def _find_stagnation(rows: pd.DataFrame, patience: int, tolerance: float) -> lis
             kind="stagnation",
             first_epoch=reference_epoch,
             last_epoch=end_epoch,
-            evidence=f"best {name} {reference:.4f} at epoch {reference_epoch} did not improve by more "
+            evidence=f"best {name} {reference:.4g} at epoch {reference_epoch} did not improve by more "
                      f"than {tolerance:.1%} for {stalled} epochs (through epoch {end_epoch}){outcome}.",
             advice=_ADVICE["stagnation"],
         ))
@@ -470,6 +478,8 @@ def diagnose_series(
     findings = (
         _find_nan_inf(epoch_rows, step_scalars)
         + _find_explosions(epoch_rows, step_scalars, spike_factor)
+        + _find_divergence(epoch_rows)
+        + _find_collapse(epoch_rows)
         + _find_overfitting(epoch_rows, tolerance)
         + stagnation
         + _find_constant_lr(step_scalars, scheduler or "none", stagnating=bool(stagnation))
@@ -477,6 +487,54 @@ def diagnose_series(
     for finding in findings:
         logger.debug("finding: %s", finding)
     return findings
+
+
+def _find_divergence(rows: pd.DataFrame) -> list[Finding]:
+    """Train loss that ends well above its lowest value: the optimizer is making things worse."""
+    if "loss" not in rows.columns:
+        return []
+    epochs, values, present = _column(rows, "loss")
+    epochs, values = epochs[present], values[present]
+    finite = np.isfinite(values)
+    epochs, values = epochs[finite], values[finite]
+    if len(values) < 2:
+        return []
+    best = int(np.argmin(values))
+    if best == len(values) - 1 or values[-1] <= values[best] * (1 + DIVERGENCE_RISE):
+        return []
+    return [Finding(
+        kind="divergence",
+        first_epoch=int(epochs[best]),
+        last_epoch=int(epochs[-1]),
+        evidence=f"train loss rose from {values[best]:.4g} at epoch {int(epochs[best])} to {values[-1]:.4g} "
+                 f"at epoch {int(epochs[-1])} (+{(values[-1] / values[best] - 1) * 100:.0f}%).",
+        advice=_ADVICE["divergence"],
+    )]
+
+
+def _find_collapse(rows: pd.DataFrame) -> list[Finding]:
+    """Predictions that no longer move with the targets: correlation stuck at zero."""
+    for name in ("val_mean_correlation", "mean_correlation"):
+        if name not in rows.columns:
+            continue
+        epochs, values, present = _column(rows, name)
+        epochs, values = epochs[present], values[present]
+        if len(values) < COLLAPSE_EPOCHS:
+            continue
+        tail = values[-COLLAPSE_EPOCHS:]
+        if np.isfinite(tail).all() and (np.abs(tail) < COLLAPSE_CORRELATION).all():
+            stuck = len(values) - COLLAPSE_EPOCHS
+            while stuck > 0 and np.isfinite(values[stuck - 1]) and abs(values[stuck - 1]) < COLLAPSE_CORRELATION:
+                stuck -= 1
+            return [Finding(
+                kind="collapse",
+                first_epoch=int(epochs[stuck]),
+                last_epoch=int(epochs[-1]),
+                evidence=f"{name} stayed within +-{COLLAPSE_CORRELATION} (last {values[-1]:.4g}) from epoch "
+                         f"{int(epochs[stuck])} to {int(epochs[-1])}: the outputs no longer vary with the input.",
+                advice=_ADVICE["collapse"],
+            )]
+    return []
 
 
 def diagnose_run(run_dir: str | Path, patience: int = 5, tolerance: float = 0.01) -> list[Finding]:
