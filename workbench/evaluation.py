@@ -11,7 +11,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from workbench.atomic import atomic_write_text
 from workbench.arkit import NUM_BLENDSHAPES
 from workbench.errors import ConfigError, DataError
 from workbench.metrics import CONSTANT_VARIANCE, BlendshapeMetrics
@@ -319,14 +319,5 @@ def write_results_json(results: dict[str, Any], path: str | os.PathLike[str]) ->
     if not path.parent.is_dir():
         raise DataError(f"cannot write {path}: folder {path.parent} does not exist")
     text = json.dumps(_json_ready(results), indent=2, allow_nan=False)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text + "\n")
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, text + "\n")
     return path

@@ -8,14 +8,13 @@ a caller forgets to close one.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
 
+from workbench.atomic import atomic_open
 from workbench.arkit import ARKIT_INDEX, ARKIT_NAMES, MAIN_MOUTH_SHAPES
 
 SAMPLE_FILE = "epoch_{epoch:04d}.npz"
@@ -118,7 +117,5 @@ def save_sample_predictions(folder: Path, epoch: int, samples: list[dict[str, An
 
 
 def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
+    with atomic_open(path, "wb", fsync=False) as f:
         np.savez_compressed(f, **arrays)
-    os.replace(tmp, path)

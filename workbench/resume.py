@@ -17,9 +17,7 @@ so both contain each step and each epoch once.
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
+from workbench.atomic import atomic_open
 from workbench import run_folder
 from workbench.checkpoint import load_checkpoint
 from workbench.config import to_flat_dict
@@ -106,18 +105,10 @@ def trim_event_files(logs_dir: str | Path, saved_at: float) -> int:
         if len(kept) == len(records) and sum(len(r) + 16 for r in kept) == path.stat().st_size:
             continue
         dropped += len(records) - len(kept)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".trim-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                writer = RecordWriter(f)
-                for record in kept:
-                    writer.write(record)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_open(path, "wb") as f:
+            writer = RecordWriter(f)
+            for record in kept:
+                writer.write(record)
         log.info("%s: dropped %d events logged after the checkpoint", path.name, len(records) - len(kept))
     return dropped
 

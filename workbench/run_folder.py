@@ -16,12 +16,12 @@ import json
 import math
 import os
 import re
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from workbench.atomic import atomic_write_text  # noqa: F401 (re-exported for callers)
 from workbench.errors import ConfigError
 
 _NAME_OK = re.compile(r"^[A-Za-z0-9._=+,-]*$")
@@ -72,20 +72,6 @@ def create_run_folder(root: str | Path, name: str = "", now: datetime | None = N
             continue
         return candidate
     raise ConfigError(f"could not create a unique run folder under {day}")
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file in the same folder and rename, so readers see old or new, never half."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_status(run_dir: Path, state: str, **extra: Any) -> None:

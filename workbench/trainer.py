@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 
 from workbench import run_folder
 from workbench.audio import read_audio
-from workbench.checkpoint import load_checkpoint, save_checkpoint
+from workbench.checkpoint import save_checkpoint
 from workbench.config import load_config, to_flat_dict, to_yaml
 from workbench.dataset import (WindowDataset, build_cache, clip_tensors, feature_stats, load_clips,
                                split_clips)
