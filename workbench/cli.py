@@ -27,6 +27,13 @@ def _train(args: argparse.Namespace) -> int:
 def _run_notebook(args: argparse.Namespace) -> int:
     from workbench.notebook_run import execute_training_notebook
 
+    # papermill reports the kernel's output through its logger; show it as it arrives.
+    papermill_log = logging.getLogger("papermill")
+    papermill_log.setLevel(logging.INFO)
+    if not papermill_log.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        papermill_log.addHandler(handler)
     run_dir = execute_training_notebook(args.config, args.overrides, run_name=args.name, log_output=True)
     print(f"Run folder: {run_dir}")
     return 0
