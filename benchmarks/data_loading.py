@@ -84,7 +84,7 @@ def loading_share(data: Path, workdir: Path, cache_dir: Path) -> dict:
             self.train_loader = TimedLoader(self.train_loader)
 
     cfg = load_config(None, [f"data.root={data}", f"run.root={workdir}", f"features.cache_dir={cache_dir}",
-                             "training.max_epochs=2", "training.validation_freq=100", "logging.progress_bar=false"])
+                             "training.max_epochs=2", "logging.progress_bar=false"])
     trainer = TimedTrainer(cfg)
     trainer.fit()
     loader = trainer.train_loader
