@@ -136,7 +136,7 @@ def report(results: list[dict], args, loads: list[float]) -> None:
               f"CPU-minute: `{best['kind']}`."]
     if best["kind"] != "gru" or top_quality["kind"] != "gru":
         lines.append("The current default (`model.kind: gru`) is not the best on "
-                     + ("both counts." if best["kind"] != "gru" and top_quality["kind"] != "gru" else
+                     + ("either count." if best["kind"] != "gru" and top_quality["kind"] != "gru" else
                         "quality per CPU-minute." if best["kind"] != "gru" else "absolute quality."))
     text = "\n".join(lines)
     print(text)
