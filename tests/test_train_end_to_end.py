@@ -21,7 +21,7 @@ from conftest import REPO_ROOT
 def tiny_overrides(data_root, run_root, cache_dir, epochs=2):
     return [
         f"data.root={data_root}", "data.max_clips=2", "data.window_seconds=1.0", "data.window_hop_seconds=1.0",
-        f"features.cache_dir={cache_dir}", "model.hidden=32", "model.rnn_layers=1",
+        f"features.cache_dir={cache_dir}", "model.kind=gru", "model.hidden=32", "model.rnn_layers=1",
         f"training.max_epochs={epochs}", "training.batch_size=32", "logging.log_freq=2",
         "logging.audio_freq=1", f"run.root={run_root}", "run.name=e2e",
     ]

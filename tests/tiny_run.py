@@ -37,6 +37,7 @@ def tiny_overrides(data_root: Path, run_root: Path, cache_dir: Path, **extra) ->
         "data.window_seconds": 1.0,
         "data.window_hop_seconds": 0.5,
         "features.cache_dir": cache_dir,
+        "model.kind": "gru",  # the recurrent model: the hard case for resume and chunked prediction
         "model.hidden": 16,
         "model.rnn_layers": 1,
         "training.batch_size": 4,

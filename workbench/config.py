@@ -44,7 +44,7 @@ class FeatureConfig:
 
 @dataclass
 class ModelConfig:
-    kind: str = "gru"  # gru | conv | transformer
+    kind: str = "conv"  # conv | gru | transformer
     hidden: int = 128
     conv_layers: int = 2
     kernel_size: int = 5
