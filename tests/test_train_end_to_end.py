@@ -181,3 +181,9 @@ def test_checkpoint_records_trained_channels(run_dir):
     # FACEGOOD labels map to the 27 ARKit jaw and mouth shapes only.
     assert state["channel_mask"].dtype == torch.bool
     assert int(state["channel_mask"].sum()) == 27
+
+
+def test_train_log_names_data_split(run_dir):
+    text = (run_dir / "train.log").read_text()
+    assert re.search(r" - INFO - data: 1 train clips \(\d+ windows of 100 frames\), 1 val clips \(1114_2_0\d\)", text)
+    assert " - INFO - model: gru, " in text

@@ -116,10 +116,15 @@ class Trainer(LoggingMixin):
         generator = torch.Generator().manual_seed(cfg.training.seed)
         self.train_loader = DataLoader(_NumberedWindows(self.train_set), batch_size=cfg.training.batch_size, shuffle=True,
                                        drop_last=False, generator=generator)
-        log.info("data: %d train clips (%d windows of %d frames), %d val clips (%s); feature cache %d hits, %d misses",
+        self._setup_summary = []
+        self._log_setup("data: %d train clips (%d windows of %d frames), %d val clips (%s); feature cache %d hits, %d misses",
                  len(self.train_clips), len(self.train_set), window, len(self.val_clips),
                  ", ".join(c.name for c in self.val_clips) or "none", self.cache.hits, self.cache.misses)
         self.samples = self._pick_samples()
+
+    def _log_setup(self, message: str, *args) -> None:
+        log.info(message, *args)
+        self._setup_summary.append((message, args))
 
     def setup_model(self) -> None:
         self.model = BlendshapeModel.from_config(self.cfg)
@@ -132,7 +137,7 @@ class Trainer(LoggingMixin):
             weights = inverse_variance_weights(stacked, self.channel_mask)
             self.channel_weight = torch.from_numpy(weights).to(self.device)
         params = sum(p.numel() for p in self.model.parameters())
-        log.info("model: %s, %d parameters, device %s", self.cfg.model.kind, params, self.device)
+        self._log_setup("model: %s, %d parameters, device %s", self.cfg.model.kind, params, self.device)
 
     def setup_optimizer(self) -> None:
         t = self.cfg.training
@@ -167,6 +172,9 @@ class Trainer(LoggingMixin):
             run_folder.atomic_write_text(self.run_dir / "config.yaml", to_yaml(self.cfg))
             self.setup_logging(self.run_dir)
         run_folder.write_status(self.run_dir, "running", epoch=self.start_epoch)
+        # The data and model lines were logged before train.log existed; add them to the file only.
+        for message, args in getattr(self, "_setup_summary", []):
+            self._file_handler.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, message, args, None))
         log.info("Run folder: %s", self.run_dir)
         log.info("TensorBoard: %s", format_command(tensorboard_command(self.run_dir / "logs")))
 
