@@ -158,6 +158,7 @@ class BlendshapeMetrics:
         ignored, even when they are NaN.
         """
         self._check_inputs(pred, target, mask, silence)
+        # TODO: float64 sums cost 2-3 ms per step on a tiny model (benchmarks/README.md); float32 needs a shifted-mean accumulator first.
         x = pred.detach().to(self.dtype)
         y = target.detach().to(self.dtype)
         valid = mask.to(self.dtype)
