@@ -1,5 +1,5 @@
 # make demo [DATA=<clip folder>]   train through notebooks/train.ipynb (papermill)
-# make test                        the test suite (about 10 minutes on 2 CPU cores)
+# make test                        the test suite (2 to 5 minutes on 2 CPU cores)
 # make test-browser                JupyterLab and TensorBoard in headless Chromium (as root it
 #                                  installs Debian's chromium when missing; about 1 minute)
 # Each creates or reuses the virtual environment in $(VENV).
