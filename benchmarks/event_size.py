@@ -25,7 +25,7 @@ from benchmarks.common import header_lines, load_average, write_section, write_s
 from workbench.config import load_config  # noqa: E402
 from workbench.trainer import Trainer  # noqa: E402
 
-OVERRIDES = ["model.hidden=16", "model.rnn_layers=1", "data.window_seconds=1.0", "data.window_hop_seconds=0.1",
+OVERRIDES = ["model.kind=gru", "model.hidden=16", "model.rnn_layers=1", "data.window_seconds=1.0", "data.window_hop_seconds=0.1",
              "training.batch_size=4", "logging.progress_bar=false"]
 
 

@@ -1,9 +1,10 @@
 """Inference speed and memory: `workbench.predict.predict_file` real-time factor.
 
 The NVIDIA sample clips are concatenated (repeated as needed) into a 60 s and a 10 min
-16 kHz WAV in a temporary folder. A checkpoint of the default model (GRU, hidden 128, or
-another `--kind`) is written with the workbench's own checkpoint code; its weights are
-random, since the speed does not depend on the values. Each measurement runs in a fresh process: load the checkpoint, then
+16 kHz WAV in a temporary folder. A checkpoint of a model with default settings and the
+`--kind` given (GRU unless set) is written with the workbench's own checkpoint code. Its
+weights are random, because the speed does not depend on the values. Each measurement runs
+in a fresh process: load the checkpoint, then
 time `predict_file` (read, resample, features, chunked model, 60 fps output) and record the
 peak RSS. RTF = prediction seconds / audio seconds. Process start, imports and checkpoint
 loading are not timed. Target: RTF <= 0.005; peak memory bounded on long files.

@@ -215,7 +215,9 @@ def test_bad_input(case, tmp_path, capsys):
 def test_resume_of_missing_folder_is_one_line(tmp_path, capsys):
     assert cli.main(["train", "--resume", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: cannot resume ") and "nope" in err and err.count("\n") == 1
+    assert err.startswith("error: cannot resume ")
+    assert "nope" in err
+    assert err.count("\n") == 1
 
 
 def test_missing_config_file_is_one_line(tmp_path, capsys):

@@ -2,7 +2,6 @@
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,36 +12,16 @@ from workbench.dataset import load_clips
 from workbench.errors import CheckpointError, DataError
 from workbench.evaluate_checkpoint import default_results_path, evaluate_checkpoint
 from workbench.features import FeatureCache, FeatureSettings
-from workbench.trainer import train
+from tiny_run import trained_tiny_run
 
 CLIPS = ("1114_3_15", "1114_2_01")
 POOLED_KEYS = {"mae", "mse", "mean_correlation", "constant_channels", "mae_jaw_mouth", "velocity_mae",
                "silence_jaw_open", "lag_frames"}
 
 
-def tiny_run(facegood_dir, tmp_path_factory):
-    """Run folder of a tiny GRU trained for one epoch on two FACEGOOD clips.
-
-    The run is shared by the test modules of one pytest session, so it is trained once.
-    """
-    root = tmp_path_factory.getbasetemp() / "tiny_facegood_run"
-    done = root / "run_dir.txt"
-    if done.is_file():
-        return Path(done.read_text())
-    run_dir = train(None, [
-        f"data.root={facegood_dir}", "data.max_clips=2", "data.window_hop_seconds=4.0",
-        "model.hidden=16", "model.rnn_layers=1", "training.max_epochs=1",
-        f"run.root={root / 'runs'}", f"features.cache_dir={root / 'cache'}",
-        "logging.progress_bar=false", "logging.histogram_freq=0", "logging.figure_freq=0",
-        "logging.audio_freq=0",
-    ])
-    done.write_text(str(run_dir))
-    return run_dir
-
-
 @pytest.fixture(scope="module")
 def run_dir(facegood_dir, tmp_path_factory):
-    return tiny_run(facegood_dir, tmp_path_factory)
+    return trained_tiny_run(facegood_dir, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -198,7 +198,7 @@ def test_weight_and_gradient_histograms_for_every_parameter(run):
 
 
 def test_last_histograms_match_final_parameters(run):
-    # After fit, .grad still holds the final epoch's last step, which was logged at that epoch.
+    # After fit, .grad still contains the final epoch's last step, which was logged at that epoch.
     trainer, _, acc = run
     assert EPOCHS - 1 in due(HISTOGRAM_FREQ)
     for name, param in trainer.model.named_parameters():

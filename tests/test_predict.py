@@ -1,7 +1,6 @@
 """Prediction: frame counts, chunking, writers round trip, bad audio and foreign checkpoints."""
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,32 +21,12 @@ from workbench.predict import (
     predict_waveform,
 )
 from workbench.targets import read_targets
-from workbench.trainer import train
-
-
-def tiny_run(facegood_dir, tmp_path_factory):
-    """Run folder of a tiny GRU trained for one epoch on two FACEGOOD clips.
-
-    The run is shared by the test modules of one pytest session, so it is trained once.
-    """
-    root = tmp_path_factory.getbasetemp() / "tiny_facegood_run"
-    done = root / "run_dir.txt"
-    if done.is_file():
-        return Path(done.read_text())
-    run_dir = train(None, [
-        f"data.root={facegood_dir}", "data.max_clips=2", "data.window_hop_seconds=4.0",
-        "model.hidden=16", "model.rnn_layers=1", "training.max_epochs=1",
-        f"run.root={root / 'runs'}", f"features.cache_dir={root / 'cache'}",
-        "logging.progress_bar=false", "logging.histogram_freq=0", "logging.figure_freq=0",
-        "logging.audio_freq=0",
-    ])
-    done.write_text(str(run_dir))
-    return run_dir
+from tiny_run import trained_tiny_run
 
 
 @pytest.fixture(scope="module")
 def checkpoint(facegood_dir, tmp_path_factory):
-    return tiny_run(facegood_dir, tmp_path_factory) / "checkpoints" / "best.pt"
+    return trained_tiny_run(facegood_dir, tmp_path_factory) / "checkpoints" / "best.pt"
 
 
 @pytest.fixture(scope="module")

@@ -57,3 +57,25 @@ def one_torch_thread():
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def trained_tiny_run(facegood_dir: Path, tmp_path_factory) -> Path:
+    """Run folder of a tiny GRU trained for one epoch on two FACEGOOD clips.
+
+    The run is shared by the test modules of one pytest session, so it is trained once.
+    """
+    root = tmp_path_factory.getbasetemp() / "tiny_facegood_run"
+    done = root / "run_dir.txt"
+    if done.is_file():
+        return Path(done.read_text())
+    from workbench.trainer import train
+
+    run_dir = train(None, [
+        f"data.root={facegood_dir}", "data.max_clips=2", "data.window_hop_seconds=4.0",
+        "model.kind=gru", "model.hidden=16", "model.rnn_layers=1", "training.max_epochs=1",
+        f"run.root={root / 'runs'}", f"features.cache_dir={root / 'cache'}",
+        "logging.progress_bar=false", "logging.histogram_freq=0", "logging.figure_freq=0",
+        "logging.audio_freq=0",
+    ])
+    done.write_text(str(run_dir))
+    return run_dir

@@ -17,11 +17,8 @@ log = logging.getLogger(__name__)
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 
 
-def read_audio(path: str | Path, sample_rate: int = 16000) -> torch.Tensor:
-    """Return the file as a mono float32 tensor of shape [samples] at `sample_rate` Hz.
-
-    Raises DataError for a missing, empty, unreadable or non-finite file.
-    """
+def check_audio_path(path: str | Path) -> Path:
+    """Raise DataError for an unsupported suffix, a missing file or a 0-byte file; return the Path."""
     path = Path(path)
     if path.suffix.lower() not in AUDIO_SUFFIXES:
         raise DataError(f"{path}: unsupported audio format {path.suffix!r}; use one of {', '.join(AUDIO_SUFFIXES)}")
@@ -29,6 +26,15 @@ def read_audio(path: str | Path, sample_rate: int = 16000) -> torch.Tensor:
         raise DataError(f"{path}: audio file not found")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: audio file is empty (0 bytes); re-export or remove it")
+    return path
+
+
+def read_audio(path: str | Path, sample_rate: int = 16000) -> torch.Tensor:
+    """Return the file as a mono float32 tensor of shape [samples] at `sample_rate` Hz.
+
+    Raises DataError for a missing, empty, unreadable or non-finite file.
+    """
+    path = check_audio_path(path)
 
     try:
         data, source_rate = sf.read(str(path), dtype="float32", always_2d=True)

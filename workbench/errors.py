@@ -1,6 +1,6 @@
 """Exceptions for input the user can fix.
 
-Every message names the file, key or value at fault and says what to do. The CLI prints
+Every message names the file, key or value at fault and states what to do. The CLI prints
 these without a traceback; anything else escaping is a bug in the workbench.
 """
 

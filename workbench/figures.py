@@ -21,7 +21,7 @@ SAMPLE_FILE = "epoch_{epoch:04d}.npz"
 
 
 def most_active_frame(targets: np.ndarray, mask: np.ndarray) -> int:
-    """The frame with the largest summed target over present channels (a wide-open mouth)."""
+    """Return the frame with the largest summed target over present channels (a wide-open mouth)."""
     return int(np.argmax(targets[:, mask].sum(axis=1))) if mask.any() else 0
 
 
@@ -88,7 +88,7 @@ def save_sample_predictions(folder: Path, epoch: int, samples: list[dict[str, An
                             predictions: list[np.ndarray]) -> Path:
     """Store the fixed samples' predictions and targets for offline viewers (atomic write).
 
-    `samples/info.json` describes the samples once; `samples/epoch_NNNN.npz` holds arrays
+    `samples/info.json` describes the samples once; `samples/epoch_NNNN.npz` contains arrays
     `pred_<i>` [T, 52] for that epoch. Targets, masks and audio do not change between epochs
     and live in `samples/reference.npz`.
     """

@@ -181,7 +181,7 @@ class LoggingMixin:
                         predictions: list[np.ndarray]) -> None:
         """Histograms, figures and audio of the fixed validation samples, per their frequencies.
 
-        `samples[i]` holds numpy arrays `targets` [T, 52], `channel_mask` [52], `mel` [T, n_mels],
+        `samples[i]` contains numpy arrays `targets` [T, 52], `channel_mask` [52], `mel` [T, n_mels],
         `audio` [samples] at 16 kHz and `name`; `predictions[i]` is the model output [T, 52].
         """
         cfg = self.cfg.logging
@@ -247,7 +247,7 @@ def _due(epoch: int, freq: int) -> bool:
 class _StdoutHandler(logging.StreamHandler):
     """A handler that writes to whatever `sys.stdout` is at emit time.
 
-    Jupyter kernels and pytest's capture replace `sys.stdout`; a handler bound to the object
+    Jupyter kernels and pytest's capture replace `sys.stdout`. A handler bound to the object
     present at install time would keep writing to a stale or closed stream.
     """
 

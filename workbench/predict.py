@@ -38,7 +38,7 @@ import soundfile as sf
 import torch
 
 from workbench.arkit import NUM_BLENDSHAPES
-from workbench.audio import AUDIO_SUFFIXES, read_audio
+from workbench.audio import check_audio_path, read_audio
 from workbench.checkpoint import load_model
 from workbench.errors import CheckpointError, ConfigError, DataError
 from workbench.features import FeatureSettings, LogMel
@@ -126,10 +126,10 @@ def run_model_chunked(
     chunk = num_frames if not chunk_seconds else max(1, round(chunk_seconds * frame_rate))
     context = round(context_seconds * frame_rate)
 
-    # Every window has the same length (chunk plus context on both sides; windows at the clip
-    # ends are shifted inward, so they carry more context on one side). Equal lengths let
-    # CHUNK_BATCH windows run as one batch: a recurrent model then walks about one window's
-    # worth of frames instead of the whole file, which is what makes long files fast.
+    # Every window has the same length: chunk plus context on both sides. Windows at the clip
+    # ends are shifted inward, so they carry more context on one side. Equal lengths let
+    # CHUNK_BATCH windows run as one batch, so a recurrent model walks about one window of
+    # frames instead of the whole file, which is what makes long files fast.
     length = min(chunk + 2 * context, num_frames)
     windows = []
     for start in range(0, num_frames, chunk):
@@ -267,13 +267,7 @@ def check_audio_file(path: str | Path, min_seconds: float = 0.0) -> float:
 
     Reads only the header, so a batch can be checked before any prediction starts.
     """
-    path = Path(path)
-    if path.suffix.lower() not in AUDIO_SUFFIXES:
-        raise DataError(f"{path}: unsupported audio format {path.suffix!r}; use one of {', '.join(AUDIO_SUFFIXES)}")
-    if not path.is_file():
-        raise DataError(f"{path}: audio file not found")
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: audio file is empty (0 bytes); re-export or remove it")
+    path = check_audio_path(path)
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError) as exc:

@@ -553,7 +553,7 @@ class Trainer(LoggingMixin):
 
     def _end_step(self, epoch: int, batch_idx: int, steps: int, loss_sum: torch.Tensor,
                   metrics: BlendshapeMetrics, bad: torch.Tensor) -> None:
-        # Record where the epoch stands; tensors are copied only if an interrupt saves them.
+        # Record the epoch's progress. Tensors are copied only if an interrupt saves them.
         self._progress = {"batches_done": batch_idx + 1, "steps": steps, "loss_sum": loss_sum, "metrics": metrics,
                           "bad": bad, "epoch_start_step": self._epoch_start_step, "global_step": self.global_step,
                           "loader_state": self._epoch_loader_state}

@@ -157,7 +157,7 @@ def sample_frame_count(run: RunData, sample: int) -> int:
 
 
 def default_frame(run: RunData, sample: int) -> int:
-    """The sample frame with the most target activity (a wide-open mouth), a useful start."""
+    """Return the sample frame with the most target activity (a wide-open mouth) as the start frame."""
     samples = _samples(run)
     i = _sample_index(run, sample)
     return figures.most_active_frame(samples.targets[i], samples.masks[i])
@@ -190,7 +190,7 @@ def select_series(run: RunData, epoch: int, sample: int, blendshape: str | int) 
 
 
 def sample_wav(run: RunData, sample: int) -> bytes:
-    """The sample's audio as 16-bit PCM WAV bytes, for an audio player."""
+    """Encode the sample's audio as 16-bit PCM WAV bytes for an audio player."""
     samples = _samples(run)
     buffer = io.BytesIO()
     sf.write(buffer, np.clip(samples.audio[_sample_index(run, sample)], -1, 1), samples.sample_rate,
@@ -205,7 +205,7 @@ def frame_figure(selection: FrameSelection) -> Figure:
 
 
 def series_figure(selection: SeriesSelection, frame_time_s: float | None = None) -> Figure:
-    """The blendshape curve (top) over the audio waveform (bottom); a line marks the frame."""
+    """Draw the blendshape curve (top) over the audio waveform (bottom), with a line at the frame."""
     fig = Figure(figsize=(14, 4.5), dpi=80)
     top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1]})
     top.plot(selection.time_s, selection.pred, color="tab:blue", label="Predicted")
